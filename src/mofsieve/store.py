@@ -1,0 +1,350 @@
+"""Versioned HDF5 graph shards: write one atomically, read graphs back lazily.
+
+Shard format ``mofsieve-graphs`` version 1 (one file per shard, G graphs, N atoms, E edges):
+
+attributes
+    ``format``, ``format_version``, ``mofsieve_version`` and every featurization parameter of
+    :class:`FeaturizationParams` (``cutoff``, ``max_neighbors``, ``atom_features``,
+    ``global_feature_names`` — a JSON list).
+datasets
+    ``ids`` (G, str), ``sources`` (G, str), ``node_ptr`` (G+1, int64), ``edge_ptr`` (G+1,
+    int64), ``atomic_number`` (N, uint8), ``charge`` (N, float32, NaN where the CIF has none),
+    ``frac_coords`` (N×3, float64), ``lattice`` (G×3×3, float64, rows are the cell vectors in
+    Å), ``edge_src`` (E, int32, the neighbour j, local to its graph), ``edge_dst`` (E, int32,
+    the centre atom i whose nearest neighbours these are), ``edge_dist`` (E, float32, Å),
+    ``edge_image`` (E×3, int8, the periodic image of j), and optionally ``global_features``
+    (G×D, float32, columns named by ``global_feature_names``).
+
+Edges point from neighbour to centre (``edge_index = [edge_src, edge_dst]``), the direction
+in which PyG's ``MessagePassing`` sends messages, so that aggregation lands on the centre.
+Distances are stored, not Gaussian expansions: the model expands them on its device.
+
+Reading yields ``torch_geometric.data.Data`` with ``z`` (long atomic numbers), ``charge``,
+``frac_coords``, ``lattice`` (1×3×3), ``edge_index``, ``edge_dist``, ``edge_image``,
+``global_features`` (1×D, when present), ``mof_id`` and, when labels are given, ``y`` (1×T).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from mofsieve import __version__
+
+FORMAT = "mofsieve-graphs"
+FORMAT_VERSION = 1
+
+
+class ShardFormatError(ValueError):
+    """A shard is not a mofsieve graph shard, or not of a version this code reads."""
+
+
+class FeaturizationMismatch(ValueError):
+    """Graphs were featurized with other parameters than a model was trained with."""
+
+
+@dataclass(frozen=True)
+class FeaturizationParams:
+    """Everything that decides what a graph looks like; a model must match all of it."""
+
+    cutoff: float = 8.0
+    max_neighbors: int = 12
+    atom_features: str = "atomic_number,charge"
+    global_feature_names: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_attrs(self) -> dict[str, object]:
+        attrs = asdict(self)
+        attrs["global_feature_names"] = json.dumps(list(self.global_feature_names))
+        return attrs
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, object]) -> FeaturizationParams:
+        return cls(
+            cutoff=float(attrs["cutoff"]),
+            max_neighbors=int(attrs["max_neighbors"]),
+            atom_features=str(attrs["atom_features"]),
+            global_feature_names=tuple(json.loads(str(attrs["global_feature_names"]))),
+        )
+
+    def check_compatible(self, other: FeaturizationParams, what: str = "graphs") -> None:
+        """Raise :class:`FeaturizationMismatch` naming the first parameter that differs.
+
+        ``self`` is what a model expects; ``other`` is what the graphs were made with. Graphs
+        may carry global features the model does not use, but not lack any it needs.
+        """
+        for name in ("cutoff", "max_neighbors", "atom_features"):
+            want, got = getattr(self, name), getattr(other, name)
+            if want != got:
+                raise FeaturizationMismatch(
+                    f"{what} were featurized with {name}={got!r} but the model expects "
+                    f"{name}={want!r}; featurize again with the model's parameters"
+                )
+        missing = [n for n in self.global_feature_names if n not in other.global_feature_names]
+        if missing:
+            raise FeaturizationMismatch(
+                f"{what} lack global features {missing} that the model needs "
+                f"(they have {list(other.global_feature_names)})"
+            )
+
+
+@dataclass
+class CrystalGraph:
+    """One crystal's graph as plain arrays (see the module docstring for shapes)."""
+
+    mof_id: str
+    source: str
+    atomic_number: np.ndarray
+    charge: np.ndarray
+    frac_coords: np.ndarray
+    lattice: np.ndarray
+    edge_src: np.ndarray
+    edge_dst: np.ndarray
+    edge_dist: np.ndarray
+    edge_image: np.ndarray
+    global_features: np.ndarray | None = None
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.atomic_number.shape[0])
+
+
+def write_shard(
+    path: str | os.PathLike[str],
+    graphs: Sequence[CrystalGraph],
+    params: FeaturizationParams,
+) -> Path:
+    """Write ``graphs`` to ``path`` atomically: a temporary name, fsync, then rename.
+
+    A job killed midway leaves only ``*.tmp-<pid>`` behind, never a file under the final name.
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    n_nodes = np.array([g.n_atoms for g in graphs], dtype=np.int64)
+    n_edges = np.array([g.edge_src.shape[0] for g in graphs], dtype=np.int64)
+    node_ptr = np.concatenate([[0], np.cumsum(n_nodes)]).astype(np.int64)
+    edge_ptr = np.concatenate([[0], np.cumsum(n_edges)]).astype(np.int64)
+
+    def cat(name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+        if not graphs:
+            return np.zeros((0, *shape), dtype=dtype)
+        return np.concatenate([np.asarray(getattr(g, name), dtype=dtype) for g in graphs])
+
+    n_global = len(params.global_feature_names)
+    try:
+        with h5py.File(tmp, "w") as h5:
+            h5.attrs["format"] = FORMAT
+            h5.attrs["format_version"] = FORMAT_VERSION
+            h5.attrs["mofsieve_version"] = __version__
+            for key, value in params.to_attrs().items():
+                h5.attrs[key] = value
+            strings = h5py.string_dtype()
+            h5.create_dataset("ids", data=[g.mof_id for g in graphs], dtype=strings)
+            h5.create_dataset("sources", data=[g.source for g in graphs], dtype=strings)
+            h5.create_dataset("node_ptr", data=node_ptr)
+            h5.create_dataset("edge_ptr", data=edge_ptr)
+            h5.create_dataset("atomic_number", data=cat("atomic_number", np.uint8, ()))
+            h5.create_dataset("charge", data=cat("charge", np.float32, ()))
+            h5.create_dataset("frac_coords", data=cat("frac_coords", np.float64, (3,)))
+            lattices = np.stack([g.lattice for g in graphs]) if graphs else np.zeros((0, 3, 3))
+            h5.create_dataset("lattice", data=lattices.astype(np.float64))
+            h5.create_dataset("edge_src", data=cat("edge_src", np.int32, ()))
+            h5.create_dataset("edge_dst", data=cat("edge_dst", np.int32, ()))
+            h5.create_dataset("edge_dist", data=cat("edge_dist", np.float32, ()))
+            h5.create_dataset("edge_image", data=cat("edge_image", np.int8, (3,)))
+            if n_global:
+                rows = [np.asarray(g.global_features, dtype=np.float32) for g in graphs]
+                bad = [g.mof_id for g, r in zip(graphs, rows, strict=True) if r.shape != (n_global,)]
+                if bad:
+                    raise ValueError(f"global features of {bad[:3]} do not have {n_global} values")
+                data = np.stack(rows) if rows else np.zeros((0, n_global), np.float32)
+                h5.create_dataset("global_features", data=data)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_params(path: str | os.PathLike[str]) -> FeaturizationParams:
+    """The featurization parameters a shard was written with (checks format and version)."""
+    with h5py.File(path, "r") as h5:
+        _check_format(h5, path)
+        return FeaturizationParams.from_attrs(h5.attrs)
+
+
+def _check_format(h5: h5py.File, path: object) -> None:
+    fmt = h5.attrs.get("format")
+    if fmt != FORMAT:
+        raise ShardFormatError(f"{path} is not a {FORMAT} shard (format={fmt!r})")
+    version = int(h5.attrs.get("format_version", -1))
+    if version != FORMAT_VERSION:
+        raise ShardFormatError(
+            f"{path} has {FORMAT} format version {version}; this mofsieve reads version "
+            f"{FORMAT_VERSION}: featurize it again"
+        )
+
+
+_ARRAYS = ("atomic_number", "charge", "frac_coords")
+_EDGE_ARRAYS = ("edge_src", "edge_dst", "edge_dist", "edge_image")
+
+
+class ShardReader:
+    """Random access to the graphs of one shard; the file opens on first use.
+
+    Picklable before and after use (the h5py handle is dropped on pickling and reopened in the
+    worker), so a ``DataLoader`` with workers can carry it. ``in_memory=True`` reads every
+    array once, which is what training wants; prediction streams shard by shard instead.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], in_memory: bool = False) -> None:
+        self.path = Path(path)
+        self.in_memory = in_memory
+        self._h5: h5py.File | None = None
+        self._cache: dict[str, np.ndarray] | None = None
+        with h5py.File(self.path, "r") as h5:
+            _check_format(h5, self.path)
+            self.params = FeaturizationParams.from_attrs(h5.attrs)
+            self.ids: list[str] = [s.decode() if isinstance(s, bytes) else s for s in h5["ids"][()]]
+            self.sources: list[str] = [
+                s.decode() if isinstance(s, bytes) else s for s in h5["sources"][()]
+            ]
+            self.node_ptr = h5["node_ptr"][()]
+            self.edge_ptr = h5["edge_ptr"][()]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_h5"] = None
+        return state
+
+    def _arrays(self) -> Mapping[str, np.ndarray] | h5py.File:
+        if self.in_memory:
+            if self._cache is None:
+                with h5py.File(self.path, "r") as h5:
+                    self._cache = {k: h5[k][()] for k in h5.keys()}
+            return self._cache
+        if self._h5 is None:
+            self._h5 = h5py.File(self.path, "r")
+        return self._h5
+
+    def n_atoms(self, index: int) -> int:
+        return int(self.node_ptr[index + 1] - self.node_ptr[index])
+
+    def graph(self, index: int) -> CrystalGraph:
+        """The ``index``-th graph of the shard as arrays, exactly as written."""
+        arrays = self._arrays()
+        n0, n1 = int(self.node_ptr[index]), int(self.node_ptr[index + 1])
+        e0, e1 = int(self.edge_ptr[index]), int(self.edge_ptr[index + 1])
+        globals_ = arrays["global_features"][index] if "global_features" in arrays else None
+        return CrystalGraph(
+            mof_id=self.ids[index],
+            source=self.sources[index],
+            lattice=arrays["lattice"][index],
+            global_features=globals_,
+            **{k: arrays[k][n0:n1] for k in _ARRAYS},
+            **{k: arrays[k][e0:e1] for k in _EDGE_ARRAYS},
+        )
+
+    def __iter__(self) -> Iterator[CrystalGraph]:
+        for i in range(len(self)):
+            yield self.graph(i)
+
+
+def to_data(graph: CrystalGraph, y: np.ndarray | None = None):  # -> torch_geometric Data
+    """A PyG ``Data`` for one graph (torch is imported here, not at module load)."""
+    import torch
+    from torch_geometric.data import Data
+
+    data = Data(
+        z=torch.from_numpy(graph.atomic_number.astype(np.int64)),
+        charge=torch.from_numpy(graph.charge.astype(np.float32)),
+        frac_coords=torch.from_numpy(graph.frac_coords.astype(np.float32)),
+        lattice=torch.from_numpy(graph.lattice.astype(np.float32)).unsqueeze(0),
+        edge_index=torch.from_numpy(
+            np.stack([graph.edge_src, graph.edge_dst]).astype(np.int64)
+        ),
+        edge_dist=torch.from_numpy(graph.edge_dist.astype(np.float32)),
+        edge_image=torch.from_numpy(graph.edge_image.astype(np.int8)),
+        mof_id=graph.mof_id,
+        num_nodes=graph.n_atoms,
+    )
+    if graph.global_features is not None:
+        data.global_features = torch.from_numpy(
+            np.asarray(graph.global_features, dtype=np.float32)
+        ).unsqueeze(0)
+    if y is not None:
+        data.y = torch.as_tensor(np.asarray(y, dtype=np.float32)).reshape(1, -1)
+    return data
+
+
+def shard_paths(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Shard files named directly or found (``shard-*.h5``) in the folders named, sorted."""
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths.extend(sorted(p.glob("shard-*.h5")))
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise FileNotFoundError(f"no graph shard or folder at {p}")
+    return paths
+
+
+class GraphDataset:
+    """A torch-style dataset over one or many shards, yielding PyG ``Data``.
+
+    ``labels`` maps mof_id to a target vector; graphs without a label are left out when labels
+    are given. All shards must share featurization parameters (checked on open).
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        labels: Mapping[str, np.ndarray] | None = None,
+        in_memory: bool = False,
+    ) -> None:
+        self.readers = [ShardReader(p, in_memory=in_memory) for p in shard_paths(paths)]
+        if not self.readers:
+            raise FileNotFoundError(f"no graph shards in {list(map(str, paths))}")
+        self.params = self.readers[0].params
+        for reader in self.readers[1:]:
+            if reader.params != self.params:
+                self.params.check_compatible(reader.params, what=str(reader.path))
+        self.labels = labels
+        self.index: list[tuple[int, int]] = [
+            (r, i)
+            for r, reader in enumerate(self.readers)
+            for i, mof_id in enumerate(reader.ids)
+            if labels is None or mof_id in labels
+        ]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def mof_id(self, idx: int) -> str:
+        r, i = self.index[idx]
+        return self.readers[r].ids[i]
+
+    def n_atoms(self, idx: int) -> int:
+        r, i = self.index[idx]
+        return self.readers[r].n_atoms(i)
+
+    def graph(self, idx: int) -> CrystalGraph:
+        r, i = self.index[idx]
+        return self.readers[r].graph(i)
+
+    def __getitem__(self, idx: int):  # -> torch_geometric Data
+        graph = self.graph(idx)
+        y = None if self.labels is None else self.labels[graph.mof_id]
+        return to_data(graph, y)
