@@ -1,0 +1,437 @@
+"""Gather per-shard predictions, rank every MOF and flag the best ones.
+
+Inputs are the run's manifest (which says how many shards there are and where each CIF came
+from), the per-shard prediction CSVs (``mof_id,prediction,uncertainty,n_atoms``) of one model,
+optionally those of a second model to subtract (working capacity = uptake at the adsorption
+pressure − uptake at the desorption pressure, uncertainties combined in quadrature), and the
+per-shard featurization failures.
+
+Outputs (all written atomically):
+
+``ranked.csv``
+    ``rank,mof_id,prediction_<unit>,uncertainty_<unit>,flagged,n_atoms,source`` for every MOF
+    that has a prediction, best (largest) first. Values are rounded to the written precision
+    *before* sorting, so MOFs that look tied in the file are tied, and ties are broken by
+    ``mof_id``: the order never depends on shard or thread scheduling.
+``flagged.csv``
+    the flagged rows plus ``charge_status`` (``ok``, ``missing``, ``net_charge_nonzero``,
+    ``unreadable``) and ``net_charge_e`` from the CIF itself, which the GCMC hand-off needs.
+``failures.csv``
+    ``mof_id,source,stage,reason`` for every MOF of the manifest that has no usable prediction:
+    the featurizer's failures, non-finite predictions, and MOFs missing from every output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PRECISION = 6  # decimals written for predictions and uncertainties
+FAILURE_COLUMNS = ("mof_id", "source", "stage", "reason")
+
+
+class RankError(ValueError):
+    """Inputs that cannot be ranked (missing shard files, bad columns, contradictory options)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    mof_id: str
+    value: float
+    uncertainty: float
+    n_atoms: int
+
+
+@dataclass(frozen=True)
+class RankedRow:
+    rank: int
+    mof_id: str
+    prediction: float
+    uncertainty: float
+    flagged: bool
+    n_atoms: int
+    source: str
+
+
+def unit_slug(unit: str) -> str:
+    """``mol/kg`` → ``mol_per_kg``: a unit that fits in a CSV column name."""
+    slug = unit.strip().replace("/", "_per_").replace(" ", "_").replace(".", "_")
+    slug = re.sub(r"[^A-Za-z0-9_]+", "", slug)
+    return re.sub(r"_+", "_", slug).strip("_") or "unitless"
+
+
+def value_columns(unit: str) -> tuple[str, str]:
+    slug = unit_slug(unit)
+    return f"prediction_{slug}", f"uncertainty_{slug}"
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def read_manifest(path: str | os.PathLike[str]) -> tuple[dict[str, str], int]:
+    """``mof_id → source`` in manifest order, and the number of shards."""
+    sources: dict[str, str] = {}
+    n_shards = 0
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"mof_id", "source", "shard"} - set(reader.fieldnames or ())
+        if missing:
+            raise RankError(f"manifest {path} lacks columns {sorted(missing)}")
+        for row in reader:
+            sources[row["mof_id"]] = row["source"]
+            n_shards = max(n_shards, int(row["shard"]) + 1)
+    return sources, n_shards
+
+
+def shard_files(
+    inputs: Sequence[str | os.PathLike[str]], n_shards: int, pattern: str
+) -> list[Path]:
+    """Files named directly, or for a folder exactly ``pattern.format(k)`` for every shard k.
+
+    Folders are never globbed: a stale file from an earlier run with another shard size must
+    not leak into this one, and a missing shard is an error, not a silent gap.
+    """
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            expected = [path / pattern.format(k) for k in range(n_shards)]
+            absent = [p.name for p in expected if not p.is_file()]
+            if absent:
+                raise RankError(
+                    f"{len(absent)} of {n_shards} shard files missing in {path}: "
+                    f"{', '.join(absent[:5])}{' …' if len(absent) > 5 else ''}"
+                )
+            files.extend(expected)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise RankError(f"no such file or folder: {path}")
+    return files
+
+
+def read_predictions(files: Iterable[Path]) -> dict[str, Prediction]:
+    out: dict[str, Prediction] = {}
+    for path in files:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"mof_id", "prediction", "uncertainty", "n_atoms"} - set(
+                reader.fieldnames or ()
+            )
+            if missing:
+                raise RankError(f"prediction file {path} lacks columns {sorted(missing)}")
+            for row in reader:
+                mof_id = row["mof_id"]
+                if mof_id in out:
+                    raise RankError(f"{mof_id} is predicted twice (again in {path})")
+                out[mof_id] = Prediction(
+                    mof_id=mof_id,
+                    value=_float(row["prediction"]),
+                    uncertainty=_float(row["uncertainty"]),
+                    n_atoms=int(row["n_atoms"]),
+                )
+    return out
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def read_failures(files: Iterable[Path]) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for path in files:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = set(FAILURE_COLUMNS) - set(reader.fieldnames or ())
+            if missing:
+                raise RankError(f"failure file {path} lacks columns {sorted(missing)}")
+            rows.extend({k: row[k] for k in FAILURE_COLUMNS} for row in reader)
+    return rows
+
+
+def model_unit(model_dir: str | os.PathLike[str]) -> str | None:
+    """The target unit recorded in ``MODEL_DIR/model.json``, wherever the model put it."""
+    path = Path(model_dir) / "model.json"
+    if not path.is_file():
+        return None
+    meta = json.loads(path.read_text())
+    for holder in (meta, meta.get("target") if isinstance(meta.get("target"), dict) else {}):
+        for key in ("unit", "target_unit"):
+            if isinstance(holder.get(key), str):
+                return holder[key]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# ranking
+
+
+def combine(
+    primary: dict[str, Prediction], minus: dict[str, Prediction] | None
+) -> dict[str, Prediction]:
+    """``primary − minus`` per MOF (uncertainties in quadrature); MOFs in only one are dropped."""
+    if minus is None:
+        return primary
+    out: dict[str, Prediction] = {}
+    for mof_id, high in primary.items():
+        low = minus.get(mof_id)
+        if low is None:
+            continue
+        out[mof_id] = Prediction(
+            mof_id=mof_id,
+            value=high.value - low.value,
+            uncertainty=math.hypot(high.uncertainty, low.uncertainty),
+            n_atoms=high.n_atoms,
+        )
+    return out
+
+
+def n_to_flag(n_ranked: int, top_fraction: float | None, top_count: int | None) -> int:
+    """How many of ``n_ranked`` to flag: ``ceil(fraction × n)`` or the count, capped at n."""
+    if (top_fraction is None) == (top_count is None):
+        raise RankError("give exactly one of top_fraction and top_count")
+    if top_fraction is not None:
+        if not 0.0 < top_fraction <= 1.0:
+            raise RankError(f"top_fraction must be in (0, 1], got {top_fraction}")
+        # round() first so that 0.05 × 200 = 10.000000000000002 flags 10, not 11
+        return min(n_ranked, math.ceil(round(top_fraction * n_ranked, 9)))
+    assert top_count is not None
+    if top_count < 1:
+        raise RankError(f"top_count must be at least 1, got {top_count}")
+    return min(n_ranked, top_count)
+
+
+def rank_predictions(
+    predictions: dict[str, Prediction],
+    sources: dict[str, str],
+    top_fraction: float | None = None,
+    top_count: int | None = None,
+) -> tuple[list[RankedRow], list[dict[str, str]]]:
+    """Rank finite predictions best first; return the rows and failures for non-finite ones."""
+    failures: list[dict[str, str]] = []
+    usable: list[tuple[float, float, Prediction]] = []
+    for pred in predictions.values():
+        if not math.isfinite(pred.value):
+            failures.append(
+                {
+                    "mof_id": pred.mof_id,
+                    "source": sources.get(pred.mof_id, ""),
+                    "stage": "predict",
+                    "reason": f"non-finite prediction ({pred.value})",
+                }
+            )
+            continue
+        usable.append((round(pred.value, PRECISION), round(pred.uncertainty, PRECISION), pred))
+    usable.sort(key=lambda item: (-item[0], item[2].mof_id))
+    n_flag = n_to_flag(len(usable), top_fraction, top_count) if usable else 0
+    rows = [
+        RankedRow(
+            rank=i + 1,
+            mof_id=pred.mof_id,
+            prediction=value,
+            uncertainty=uncertainty,
+            flagged=i < n_flag,
+            n_atoms=pred.n_atoms,
+            source=sources.get(pred.mof_id, ""),
+        )
+        for i, (value, uncertainty, pred) in enumerate(usable)
+    ]
+    return rows, failures
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def write_csv_atomic(
+    path: str | os.PathLike[str], header: Sequence[str], rows: Iterable[Sequence[object]]
+) -> Path:
+    """Write a CSV under a temporary name, fsync, rename: a killed job leaves no half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.{PRECISION}f}"
+
+
+def ranked_header(unit: str) -> list[str]:
+    pred_col, unc_col = value_columns(unit)
+    return ["rank", "mof_id", pred_col, unc_col, "flagged", "n_atoms", "source"]
+
+
+def _ranked_cells(row: RankedRow) -> list[object]:
+    return [
+        row.rank,
+        row.mof_id,
+        _fmt(row.prediction),
+        _fmt(row.uncertainty),
+        "yes" if row.flagged else "no",
+        row.n_atoms,
+        row.source,
+    ]
+
+
+def run_rank(
+    manifest: Path,
+    predictions: Sequence[Path],
+    failures: Sequence[Path],
+    out_ranked: Path,
+    out_flagged: Path,
+    out_failures: Path,
+    unit: str,
+    top_fraction: float | None = None,
+    top_count: int | None = None,
+    minus_predictions: Sequence[Path] = (),
+    check_charges: bool = True,
+) -> list[RankedRow]:
+    sources, n_shards = read_manifest(manifest)
+    primary = read_predictions(shard_files(predictions, n_shards, "shard-{:05d}.csv"))
+    minus = (
+        read_predictions(shard_files(minus_predictions, n_shards, "shard-{:05d}.csv"))
+        if minus_predictions
+        else None
+    )
+    combined = combine(primary, minus)
+    rows, bad = rank_predictions(combined, sources, top_fraction, top_count)
+
+    failure_rows = read_failures(shard_files(failures, n_shards, "failures-{:05d}.csv"))
+    failure_rows.extend(bad)
+    accounted = {r.mof_id for r in rows} | {f["mof_id"] for f in failure_rows}
+    for mof_id, source in sources.items():
+        if mof_id not in accounted:
+            if mof_id in primary and minus is not None:
+                reason = "predicted by one model only"
+            else:
+                reason = "no prediction and no featurization failure recorded"
+            failure_rows.append(
+                {"mof_id": mof_id, "source": source, "stage": "predict", "reason": reason}
+            )
+    failure_rows.sort(key=lambda f: (f["mof_id"], f["stage"], f["reason"]))
+
+    header = ranked_header(unit)
+    write_csv_atomic(out_ranked, header, (_ranked_cells(r) for r in rows))
+    flagged = [r for r in rows if r.flagged]
+    charge_info: dict[str, tuple[str, float]] = {}
+    if check_charges and flagged:
+        from mofsieve.gcmc import charge_summaries
+
+        charge_info = charge_summaries({r.mof_id: r.source for r in flagged})
+    write_csv_atomic(
+        out_flagged,
+        [*header, "charge_status", "net_charge_e"],
+        (
+            [
+                *_ranked_cells(r),
+                charge_info.get(r.mof_id, ("unchecked", math.nan))[0],
+                _fmt(charge_info.get(r.mof_id, ("unchecked", math.nan))[1]),
+            ]
+            for r in flagged
+        ),
+    )
+    write_csv_atomic(
+        out_failures, FAILURE_COLUMNS, ([f[k] for k in FAILURE_COLUMNS] for f in failure_rows)
+    )
+    log.info(
+        "ranked %d MOFs, flagged %d, %d failures (of %d in the manifest)",
+        len(rows),
+        len(flagged),
+        len(failure_rows),
+        len(sources),
+    )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--manifest", required=True, type=Path, help="the run's manifest CSV")
+    parser.add_argument(
+        "--predictions",
+        required=True,
+        nargs="+",
+        type=Path,
+        help="prediction CSVs, or a folder holding shard-KKKKK.csv for every manifest shard",
+    )
+    parser.add_argument(
+        "--minus-predictions",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="predictions to subtract (working capacity: give the desorption-pressure model's)",
+    )
+    parser.add_argument(
+        "--failures",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="featurizer failure CSVs, or a folder holding failures-KKKKK.csv for every shard",
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--top-fraction", type=float, help="flag this fraction, e.g. 0.05")
+    which.add_argument("--top-count", type=int, help="flag this many")
+    parser.add_argument("--unit", help="unit of the predictions (default: from --model)")
+    parser.add_argument("--model", type=Path, help="model directory whose model.json has the unit")
+    parser.add_argument("--out-dir", type=Path, default=Path("."), help="where outputs go")
+    parser.add_argument("--ranked", type=Path, help="default OUT_DIR/ranked.csv")
+    parser.add_argument("--flagged", type=Path, help="default OUT_DIR/flagged.csv")
+    parser.add_argument("--failures-out", type=Path, help="default OUT_DIR/failures.csv")
+    parser.add_argument(
+        "--no-charge-check",
+        action="store_true",
+        help="do not read the flagged CIFs to check their partial charges",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    unit = args.unit or (model_unit(args.model) if args.model else None)
+    if not unit:
+        log.error("no unit: give --unit, or --model with a model.json that records one")
+        return 2
+    try:
+        run_rank(
+            manifest=args.manifest,
+            predictions=args.predictions,
+            minus_predictions=args.minus_predictions,
+            failures=args.failures,
+            out_ranked=args.ranked or args.out_dir / "ranked.csv",
+            out_flagged=args.flagged or args.out_dir / "flagged.csv",
+            out_failures=args.failures_out or args.out_dir / "failures.csv",
+            unit=unit,
+            top_fraction=args.top_fraction,
+            top_count=args.top_count,
+            check_charges=not args.no_charge_check,
+        )
+    except RankError as err:
+        log.error("%s", err)
+        return 1
+    return 0

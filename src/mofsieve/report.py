@@ -1,0 +1,396 @@
+"""One self-contained ``report.html`` of a screening run (no network needed to view it).
+
+Sections: a summary (how many MOFs came in, were ranked, flagged, failed), the distribution of
+predictions with the flag threshold, the top candidates as a table, one picture per top
+candidate of its atoms coloured by the model's attention-pooling weight (the AE-CGCNN paper's
+Fig. 3 idea: which atoms the readout listened to), and the failures grouped by reason.
+Pictures are PNGs embedded as base64 ``data:`` URIs; styles are inline.
+
+Attention files are HDF5 written by ``mofsieve predict --attention``: ``ids`` (G), ``node_ptr``
+(G+1) and per-atom weights (N) under ``atom_weights`` (or ``weights``/``attention``), in the
+same atom order as the graph shard. Without them the pictures are coloured by element.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import html
+import io
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+WEIGHT_DATASETS = ("atom_weights", "weights", "attention")
+
+
+@dataclass
+class RankedTable:
+    header: list[str]
+    rows: list[dict[str, str]]
+
+    @property
+    def prediction_column(self) -> str:
+        return next(c for c in self.header if c.startswith("prediction"))
+
+    @property
+    def uncertainty_column(self) -> str:
+        return next(c for c in self.header if c.startswith("uncertainty"))
+
+    @property
+    def unit(self) -> str:
+        return self.prediction_column.removeprefix("prediction_").replace("_per_", "/")
+
+
+def read_csv(path: str | os.PathLike[str]) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+        return list(reader.fieldnames or ()), rows
+
+
+def read_ranked(path: str | os.PathLike[str]) -> RankedTable:
+    header, rows = read_csv(path)
+    if not any(c.startswith("prediction") for c in header) or "mof_id" not in header:
+        raise ValueError(f"{path} is not a ranked.csv (columns {header})")
+    return RankedTable(header, rows)
+
+
+def _png(fig) -> str:  # matplotlib Figure -> data URI
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def distribution_figure(values: np.ndarray, threshold: float | None, quantity: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    bins = max(10, min(100, int(np.sqrt(max(len(values), 1)))))
+    ax.hist(values, bins=bins, color="#4c72b0", alpha=0.85)
+    if threshold is not None:
+        ax.axvline(
+            threshold, color="#c44e52", lw=2, ls="--", label=f"flag threshold {threshold:.3g}"
+        )
+        ax.legend(loc="upper right")
+    ax.set_xlabel(quantity)
+    ax.set_ylabel("number of MOFs")
+    ax.set_yscale("log" if len(values) > 1000 else "linear")
+    return _png(fig)
+
+
+def structure_figure(
+    mof_id: str,
+    atomic_number: np.ndarray,
+    cart: np.ndarray,
+    lattice: np.ndarray,
+    weights: np.ndarray | None,
+) -> str:
+    """Atoms projected on the plane of the two longest cell vectors, coloured by weight."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from ase.data import covalent_radii
+
+    a, b, c = np.asarray(lattice, dtype=np.float64)
+    order = np.argsort([-np.linalg.norm(v) for v in (a, b, c)])
+    u = (a, b, c)[order[0]]
+    u = u / np.linalg.norm(u)
+    v = (a, b, c)[order[1]]
+    v = v - np.dot(v, u) * u
+    v = v / np.linalg.norm(v)
+    depth = np.cross(u, v)
+    x, y, d = cart @ u, cart @ v, cart @ depth
+    back_to_front = np.argsort(d)
+    sizes = 40.0 * (covalent_radii[atomic_number.astype(int)] / 0.76) ** 2
+    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    corners = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]], float)
+    for shift in (np.zeros(3), np.array([0.0, 0.0, 1.0])):
+        frame = (corners + shift) @ lattice
+        ax.plot(frame @ u, frame @ v, color="0.6", lw=0.7)
+    if weights is not None and len(weights) == len(atomic_number):
+        relative = np.asarray(weights, dtype=np.float64) * len(weights)  # 1 = uniform attention
+        sc = ax.scatter(
+            x[back_to_front],
+            y[back_to_front],
+            s=sizes[back_to_front],
+            c=relative[back_to_front],
+            cmap="viridis",
+            edgecolors="k",
+            linewidths=0.2,
+        )
+        fig.colorbar(sc, ax=ax, shrink=0.8, label="attention × n_atoms (1 = uniform)")
+    else:
+        from ase.data.colors import jmol_colors
+
+        ax.scatter(
+            x[back_to_front],
+            y[back_to_front],
+            s=sizes[back_to_front],
+            c=jmol_colors[atomic_number.astype(int)][back_to_front],
+            edgecolors="k",
+            linewidths=0.2,
+        )
+    ax.set_aspect("equal")
+    ax.set_title(mof_id, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return _png(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# finding a MOF's atoms and attention weights
+
+
+def shard_of(manifest: Path) -> dict[str, int]:
+    header, rows = read_csv(manifest)
+    return {r["mof_id"]: int(r["shard"]) for r in rows}
+
+
+def load_atoms(graph_dir: Path, shard: int, mof_ids: set[str]) -> dict[str, tuple]:
+    from mofsieve.store import ShardReader
+
+    path = graph_dir / f"shard-{shard:05d}.h5"
+    if not path.is_file():
+        return {}
+    reader = ShardReader(path)
+    out = {}
+    for i, mof_id in enumerate(reader.ids):
+        if mof_id in mof_ids:
+            g = reader.graph(i)
+            lattice = np.asarray(g.lattice, dtype=np.float64)
+            out[mof_id] = (
+                np.asarray(g.atomic_number),
+                np.asarray(g.frac_coords) @ lattice,
+                lattice,
+            )
+    return out
+
+
+def load_attention(path: Path, mof_ids: set[str]) -> dict[str, np.ndarray]:
+    import h5py
+
+    if not path.is_file():
+        return {}
+    with h5py.File(path, "r") as h5:
+        name = next((n for n in WEIGHT_DATASETS if n in h5), None)
+        if name is None or "ids" not in h5 or "node_ptr" not in h5:
+            log.warning("%s has no per-atom weights (datasets %s)", path, list(h5))
+            return {}
+        ids = [s.decode() if isinstance(s, bytes) else str(s) for s in h5["ids"][()]]
+        ptr = h5["node_ptr"][()]
+        weights = h5[name]
+        return {
+            mof_id: np.asarray(weights[int(ptr[i]) : int(ptr[i + 1])], dtype=np.float64)
+            for i, mof_id in enumerate(ids)
+            if mof_id in mof_ids
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;
+color:#222;max-width:1100px}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em}
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.cards{display:flex;flex-wrap:wrap;gap:1em}.card{border:1px solid #ddd;padding:.5em}
+.card p{margin:.2em 0;font-size:.85em}.muted{color:#777}
+"""
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = []
+    for row in rows:
+        cells = []
+        for value in row:
+            text = html.escape(str(value))
+            numeric = text.replace(".", "", 1).replace("-", "", 1).replace("e", "", 1).isdigit()
+            cells.append(f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def build_report(
+    ranked_csv: Path,
+    failures_csv: Path,
+    out_html: Path,
+    manifest: Path | None = None,
+    graph_dir: Path | None = None,
+    attention_dir: Path | None = None,
+    n_table: int = 50,
+    n_pictures: int = 12,
+    title: str = "mofsieve screening report",
+    quantity: str = "",
+) -> Path:
+    ranked = read_ranked(ranked_csv)
+    _, failures = read_csv(failures_csv)
+    pred_col, unc_col = ranked.prediction_column, ranked.uncertainty_column
+    values = np.array([float(r[pred_col]) for r in ranked.rows], dtype=np.float64)
+    flagged = [r for r in ranked.rows if r.get("flagged") == "yes"]
+    threshold = float(flagged[-1][pred_col]) if flagged else None
+    quantity_label = f"{quantity or 'prediction'} ({ranked.unit})"
+
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    n_in = len(ranked.rows) + len({f["mof_id"] for f in failures})
+    summary = [
+        ("MOFs in", n_in),
+        ("ranked", len(ranked.rows)),
+        ("flagged", len(flagged)),
+        ("failed", len({f["mof_id"] for f in failures})),
+        ("ranked by", quantity_label),
+        ("flag threshold", "—" if threshold is None else f"{threshold:.6g} {ranked.unit}"),
+    ]
+    parts.append("<h2>Summary</h2>" + _table(["", ""], summary))
+
+    parts.append("<h2>Distribution of predictions</h2>")
+    if len(values):
+        uri = distribution_figure(values, threshold, quantity_label)
+        parts.append(f"<img alt='distribution of predictions' src='{uri}'>")
+    else:
+        parts.append("<p class='muted'>No MOF was ranked.</p>")
+
+    top = ranked.rows[:n_table]
+    columns = ["rank", "mof_id", pred_col, unc_col, "flagged", "n_atoms"]
+    parts.append(f"<h2>Top {len(top)} candidates</h2>")
+    parts.append(_table(columns, [[r.get(c, "") for c in columns] for r in top]))
+
+    parts.append("<h2>Per-atom attention of the top candidates</h2>")
+    parts.append(
+        _pictures(
+            ranked.rows[:n_pictures], pred_col, ranked.unit, manifest, graph_dir, attention_dir
+        )
+    )
+
+    parts.append("<h2>Failures by reason</h2>")
+    if failures:
+        by_reason = Counter((f["stage"], _reason_kind(f["reason"])) for f in failures)
+        rows = [
+            [
+                stage,
+                reason,
+                n,
+                ", ".join(
+                    sorted(
+                        f["mof_id"]
+                        for f in failures
+                        if f["stage"] == stage and _reason_kind(f["reason"]) == reason
+                    )[:5]
+                ),
+            ]
+            for (stage, reason), n in sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+        parts.append(_table(["stage", "reason", "MOFs", "examples"], rows))
+    else:
+        parts.append("<p>No failures.</p>")
+    parts.append("</body></html>\n")
+
+    out_html.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_html.with_name(f".{out_html.name}.tmp-{os.getpid()}")
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    os.replace(tmp, out_html)
+    log.info(
+        "report with %d ranked, %d flagged, %d failures: %s",
+        len(ranked.rows),
+        len(flagged),
+        len(failures),
+        out_html,
+    )
+    return out_html
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons that differ only in numbers or names after a colon."""
+    return reason.split(":", 1)[0].strip()
+
+
+def _pictures(
+    rows: list[dict[str, str]],
+    pred_col: str,
+    unit: str,
+    manifest: Path | None,
+    graph_dir: Path | None,
+    attention_dir: Path | None,
+) -> str:
+    if not rows:
+        return "<p class='muted'>No candidates.</p>"
+    if manifest is None or graph_dir is None:
+        return "<p class='muted'>No graph shards given: pictures left out.</p>"
+    shards = shard_of(manifest)
+    wanted: dict[int, set[str]] = {}
+    for r in rows:
+        if r["mof_id"] in shards:
+            wanted.setdefault(shards[r["mof_id"]], set()).add(r["mof_id"])
+    atoms: dict[str, tuple] = {}
+    weights: dict[str, np.ndarray] = {}
+    for shard, ids in sorted(wanted.items()):
+        atoms.update(load_atoms(graph_dir, shard, ids))
+        if attention_dir is not None:
+            weights.update(load_attention(attention_dir / f"attention-{shard:05d}.h5", ids))
+    cards = []
+    for r in rows:
+        mof_id = r["mof_id"]
+        if mof_id not in atoms:
+            continue
+        z, cart, lattice = atoms[mof_id]
+        uri = structure_figure(mof_id, z, cart, lattice, weights.get(mof_id))
+        note = "" if mof_id in weights else "<p class='muted'>no attention weights: by element</p>"
+        cards.append(
+            f"<div class='card'><img alt='{html.escape(mof_id)}' src='{uri}'>"
+            f"<p>#{html.escape(r['rank'])} {html.escape(mof_id)}: "
+            f"{html.escape(r[pred_col])} {html.escape(unit)}</p>{note}</div>"
+        )
+    if not cards:
+        return "<p class='muted'>The graph shards of the top candidates were not found.</p>"
+    return "<div class='cards'>" + "".join(cards) + "</div>"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ranked", required=True, type=Path, help="ranked.csv")
+    parser.add_argument("--failures", required=True, type=Path, help="failures.csv")
+    parser.add_argument("--out", required=True, type=Path, help="report.html to write")
+    parser.add_argument("--manifest", type=Path, help="manifest.csv (which shard holds a MOF)")
+    parser.add_argument("--graphs", type=Path, help="folder of graph shards shard-KKKKK.h5")
+    parser.add_argument("--attention", type=Path, help="folder of attention-KKKKK.h5 files")
+    parser.add_argument("--top", type=int, default=50, help="rows in the top-candidates table")
+    parser.add_argument("--pictures", type=int, default=12, help="candidates to draw")
+    parser.add_argument("--title", default="mofsieve screening report")
+    parser.add_argument("--quantity", default="", help="what was predicted, in words")
+
+
+def run(args: argparse.Namespace) -> int:
+    build_report(
+        ranked_csv=args.ranked,
+        failures_csv=args.failures,
+        out_html=args.out,
+        manifest=args.manifest,
+        graph_dir=args.graphs,
+        attention_dir=args.attention,
+        n_table=args.top,
+        n_pictures=args.pictures,
+        title=args.title,
+        quantity=args.quantity,
+    )
+    return 0

@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import pytest
+
+from mofsieve import rank
+from mofsieve.cli import main
+
+MANIFEST_HEADER = "mof_id,source,sha1,n_bytes,shard\n"
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def cif(charges: list[float] | None) -> str:
+    """A 2-atom cubic P1 cell (Zn, O), with _atom_site_charge when charges are given."""
+    charge_col = "_atom_site_charge\n" if charges else ""
+    q = charges or [None, None]
+    rows = [
+        f"Zn1 Zn 0.0 0.0 0.0{'' if q[0] is None else f' {q[0]}'}",
+        f"O1 O 0.5 0.5 0.5{'' if q[1] is None else f' {q[1]}'}",
+    ]
+    return (
+        "data_test\n_cell_length_a 10\n_cell_length_b 10\n_cell_length_c 10\n"
+        "_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\n"
+        "_symmetry_space_group_name_H-M 'P 1'\n"
+        "loop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n"
+        f"_atom_site_fract_y\n_atom_site_fract_z\n{charge_col}" + "\n".join(rows) + "\n"
+    )
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """Two shards: shard 0 = A, B, C; shard 1 = D, E (E failed featurization)."""
+    cifs = tmp_path / "cifs"
+    for name, charges in {
+        "A": [1.0, -1.0],
+        "B": [1.0, -0.5],
+        "C": None,
+        "D": [0.5, -0.5],
+        "E": [0.0, 0.0],
+    }.items():
+        write(cifs / f"{name}.cif", cif(charges))
+    write(
+        tmp_path / "manifest.csv",
+        MANIFEST_HEADER
+        + "".join(
+            f"{m},{cifs / f'{m}.cif'},x,1,{s}\n"
+            for m, s in [("A", 0), ("B", 0), ("C", 0), ("D", 1), ("E", 1)]
+        ),
+    )
+    pred = "mof_id,prediction,uncertainty,n_atoms\n"
+    # B and C tie at 2.0 (after rounding to 6 decimals): C must not beat B
+    write(
+        tmp_path / "p16" / "shard-00000.csv", pred + "C,2.0000001,0.3,2\nA,1.0,0.1,2\nB,2.0,0.4,2\n"
+    )
+    write(tmp_path / "p16" / "shard-00001.csv", pred + "D,5.0,0.0,2\n")
+    write(tmp_path / "p015" / "shard-00000.csv", pred + "A,0.5,0.1,2\nB,0.5,0.3,2\nC,1.5,0.4,2\n")
+    write(tmp_path / "p015" / "shard-00001.csv", pred + "D,1.0,0.0,2\n")
+    fail = "mof_id,source,stage,reason\n"
+    write(tmp_path / "graphs" / "failures-00000.csv", fail)
+    write(tmp_path / "graphs" / "failures-00001.csv", fail + "E,e.cif,parse,CIF syntax error: x\n")
+    return tmp_path
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def rank_cli(run_dir: Path, *extra: str) -> int:
+    return main(
+        [
+            "rank",
+            "--manifest", str(run_dir / "manifest.csv"),
+            "--predictions", str(run_dir / "p16"),
+            "--failures", str(run_dir / "graphs"),
+            "--unit", "mol/kg",
+            "--out-dir", str(run_dir / "out"),
+            *extra,
+        ]
+    )  # fmt: skip
+
+
+def test_ranked_best_first_ties_by_id_units_in_columns(run_dir: Path) -> None:
+    assert rank_cli(run_dir, "--top-count", "2") == 0
+    ranked = read_rows(run_dir / "out" / "ranked.csv")
+    assert list(ranked[0]) == [
+        "rank", "mof_id", "prediction_mol_per_kg", "uncertainty_mol_per_kg", "flagged",
+        "n_atoms", "source",
+    ]  # fmt: skip
+    assert [r["mof_id"] for r in ranked] == ["D", "B", "C", "A"]
+    assert [r["rank"] for r in ranked] == ["1", "2", "3", "4"]
+    assert [r["flagged"] for r in ranked] == ["yes", "yes", "no", "no"]
+    assert ranked[1]["prediction_mol_per_kg"] == ranked[2]["prediction_mol_per_kg"] == "2.000000"
+    assert ranked[0]["source"].endswith("D.cif")
+
+
+def test_flagged_csv_carries_charge_checks(run_dir: Path, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert rank_cli(run_dir, "--top-count", "4") == 0
+    flagged = {r["mof_id"]: r for r in read_rows(run_dir / "out" / "flagged.csv")}
+    assert set(flagged) == {"A", "B", "C", "D"}
+    assert flagged["A"]["charge_status"] == "ok"
+    assert flagged["B"]["charge_status"] == "net_charge_nonzero"
+    assert float(flagged["B"]["net_charge_e"]) == pytest.approx(0.5)
+    assert flagged["C"]["charge_status"] == "missing"
+    assert "B: framework net charge" in caplog.text
+    assert "C: the CIF has no partial charges" in caplog.text
+
+
+def test_failures_gathered_sorted_and_unaccounted_mofs_reported(run_dir: Path) -> None:
+    (run_dir / "p16" / "shard-00001.csv").write_text("mof_id,prediction,uncertainty,n_atoms\n")
+    assert rank_cli(run_dir, "--top-fraction", "0.5") == 0
+    failures = read_rows(run_dir / "out" / "failures.csv")
+    assert [(f["mof_id"], f["stage"]) for f in failures] == [("D", "predict"), ("E", "parse")]
+    assert "no prediction" in failures[0]["reason"]
+
+
+def test_working_capacity_subtracts_and_adds_uncertainty_in_quadrature(run_dir: Path) -> None:
+    assert rank_cli(run_dir, "--top-count", "1", "--minus-predictions", str(run_dir / "p015")) == 0
+    ranked = {r["mof_id"]: r for r in read_rows(run_dir / "out" / "ranked.csv")}
+    assert float(ranked["D"]["prediction_mol_per_kg"]) == pytest.approx(4.0)
+    assert float(ranked["B"]["prediction_mol_per_kg"]) == pytest.approx(1.5)
+    assert float(ranked["B"]["uncertainty_mol_per_kg"]) == pytest.approx(0.5)  # 0.3, 0.4
+    assert float(ranked["C"]["prediction_mol_per_kg"]) == pytest.approx(0.5)
+    assert ranked["D"]["rank"] == "1"
+
+
+def test_missing_prediction_shard_is_an_error_naming_it(run_dir: Path, caplog) -> None:
+    (run_dir / "p16" / "shard-00001.csv").unlink()
+    assert rank_cli(run_dir, "--top-count", "1") == 1
+    assert "shard-00001.csv" in caplog.text
+    assert not (run_dir / "out" / "ranked.csv").exists()
+
+
+def test_non_finite_prediction_goes_to_failures(run_dir: Path) -> None:
+    with open(run_dir / "p16" / "shard-00001.csv", "a") as fh:
+        fh.write("E,nan,0.1,2\n")
+    assert rank_cli(run_dir, "--top-count", "1", "--no-charge-check") == 0
+    failures = read_rows(run_dir / "out" / "failures.csv")
+    assert ("E", "predict") in [(f["mof_id"], f["stage"]) for f in failures]
+    assert "E" not in [r["mof_id"] for r in read_rows(run_dir / "out" / "ranked.csv")]
+
+
+def test_output_is_byte_identical_whatever_the_row_order(run_dir: Path) -> None:
+    assert rank_cli(run_dir, "--top-count", "2", "--no-charge-check") == 0
+    first = (run_dir / "out" / "ranked.csv").read_bytes()
+    shard0 = run_dir / "p16" / "shard-00000.csv"
+    lines = shard0.read_text().splitlines()
+    shard0.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
+    assert rank_cli(run_dir, "--top-count", "2", "--no-charge-check") == 0
+    assert (run_dir / "out" / "ranked.csv").read_bytes() == first
+
+
+@pytest.mark.parametrize(
+    ("n", "fraction", "count", "expected"),
+    [(200, 0.05, None, 10), (201, 0.05, None, 11), (3, 0.05, None, 1), (5, None, 9, 5)],
+)
+def test_n_to_flag(n: int, fraction: float | None, count: int | None, expected: int) -> None:
+    assert rank.n_to_flag(n, fraction, count) == expected
+
+
+def test_n_to_flag_rejects_bad_fraction() -> None:
+    with pytest.raises(rank.RankError, match="top_fraction"):
+        rank.n_to_flag(10, 1.5, None)
+
+
+def test_unit_slug() -> None:
+    assert rank.unit_slug("mol/kg") == "mol_per_kg"
+    assert rank.unit_slug("cm3(STP)/g") == "cm3STP_per_g"
