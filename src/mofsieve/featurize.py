@@ -1,0 +1,338 @@
+"""CIFs → crystal-graph shards, one manifest shard at a time, with failures recorded.
+
+Three ways to run, all giving the same files:
+
+* ``mofsieve featurize INPUT... --out DIR``: manifest, every shard, merged failures;
+* ``mofsieve featurize --manifest M --shard K --out DIR``: one shard (one Snakemake job);
+* ``mpiexec -n N mofsieve featurize --mpi …``: rank r of N takes shards r, r+N, r+2N, ….
+
+A CIF that cannot be used never stops a shard: it goes to ``failures-K.csv`` with the stage
+(read, parse, graph, descriptors) and a readable reason. Shards are written under a temporary
+name and renamed, so a killed job leaves nothing that looks complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mofsieve.graphs import neighbour_graph
+from mofsieve.manifest import (
+    InputError,
+    ManifestRow,
+    build_manifest,
+    read_manifest,
+    read_sources,
+    write_manifest,
+)
+from mofsieve.store import CrystalGraph, FeaturizationParams, read_params, write_shard
+from mofsieve.structures import StructureError, parse_cif
+
+log = logging.getLogger(__name__)
+
+FAILURE_COLUMNS = ("mof_id", "source", "stage", "reason")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What makes a parsed structure unusable (not part of the graph definition)."""
+
+    max_atoms: int = 20_000
+    min_distance: float = 0.5  # Å; closer atoms are overlapping copies (disorder, bad CIF)
+
+
+@dataclass(frozen=True)
+class Failure:
+    mof_id: str
+    source: str
+    stage: str
+    reason: str
+
+
+@dataclass
+class ShardResult:
+    graphs: list[CrystalGraph] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+
+def shard_path(out_dir: Path, shard: int) -> Path:
+    return out_dir / f"shard-{shard:05d}.h5"
+
+
+def failures_path(out_dir: Path, shard: int) -> Path:
+    return out_dir / f"failures-{shard:05d}.csv"
+
+
+def featurize_cif(
+    mof_id: str,
+    source: str,
+    data: bytes,
+    params: FeaturizationParams,
+    limits: Limits = Limits(),
+) -> CrystalGraph:
+    """One CIF's bytes → its crystal graph; raises :class:`StructureError` when unusable."""
+    crystal = parse_cif(data, max_atoms=limits.max_atoms)
+    graph = neighbour_graph(
+        crystal.frac_coords, crystal.lattice, params.cutoff, params.max_neighbors
+    )
+    if len(graph.dist) == 0:
+        raise StructureError(f"no atom has a neighbour within {params.cutoff:g} Å", stage="graph")
+    closest = int(np.argmin(graph.dist))
+    if graph.dist[closest] < limits.min_distance:
+        i, j = int(graph.dst[closest]), int(graph.src[closest])
+        raise StructureError(
+            f"overlapping atoms {i + 1} and {j + 1} only {graph.dist[closest]:.3f} Å apart "
+            f"(limit {limits.min_distance:g} Å): disorder or duplicated sites",
+            stage="graph",
+        )
+    global_features = None
+    if params.global_feature_names:
+        from mofsieve.descriptors import DescriptorError, compute_descriptors
+
+        try:
+            global_features = compute_descriptors(
+                params.global_feature_names,
+                crystal.atomic_number,
+                crystal.frac_coords,
+                crystal.lattice,
+            )
+        except DescriptorError as err:
+            raise StructureError(str(err), stage="descriptors") from None
+    return CrystalGraph(
+        mof_id=mof_id,
+        source=source,
+        atomic_number=crystal.atomic_number,
+        charge=crystal.charge,
+        frac_coords=crystal.frac_coords,
+        lattice=crystal.lattice,
+        edge_src=graph.src,
+        edge_dst=graph.dst,
+        edge_dist=graph.dist.astype(np.float32),
+        edge_image=graph.image,
+        global_features=global_features,
+    )
+
+
+def _featurize_task(
+    task: tuple[ManifestRow, bytes | OSError, FeaturizationParams, Limits],
+) -> CrystalGraph | Failure:
+    row, data, params, limits = task
+    if isinstance(data, OSError):
+        return Failure(row.mof_id, row.source, "read", f"cannot read: {data}")
+    if hashlib.sha1(data, usedforsecurity=False).hexdigest() != row.sha1:
+        return Failure(row.mof_id, row.source, "read", "file changed since the manifest was made")
+    try:
+        return featurize_cif(row.mof_id, row.source, data, params, limits)
+    except StructureError as err:
+        return Failure(row.mof_id, row.source, err.stage, err.reason)
+    except Exception as err:  # noqa: BLE001 - one odd file must not sink a shard of thousands
+        return Failure(row.mof_id, row.source, "parse", f"unexpected {type(err).__name__}: {err}")
+
+
+def featurize_rows(
+    rows: Sequence[ManifestRow],
+    params: FeaturizationParams,
+    limits: Limits = Limits(),
+    jobs: int = 1,
+    progress: bool = False,
+) -> ShardResult:
+    """Featurize manifest rows, keeping manifest order whatever ``jobs`` is."""
+    tasks = ((row, data, params, limits) for row, data in read_sources(rows))
+    result = ShardResult()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(rows), unit="cif", file=sys.stderr)
+    if jobs > 1:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            outcomes: Iterable[CrystalGraph | Failure] = list(
+                _tick(pool.imap(_featurize_task, tasks, chunksize=8), bar)
+            )
+    else:
+        outcomes = list(_tick(map(_featurize_task, tasks), bar))
+    if bar is not None:
+        bar.close()
+    for outcome in outcomes:
+        (result.failures if isinstance(outcome, Failure) else result.graphs).append(outcome)
+    return result
+
+
+def _tick(items: Iterable, bar) -> Iterable:
+    for item in items:
+        if bar is not None:
+            bar.update(1)
+        yield item
+
+
+def write_failures(failures: Iterable[Failure], path: Path) -> Path:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(FAILURE_COLUMNS)
+        for f in failures:
+            writer.writerow([f.mof_id, f.source, f.stage, f.reason])
+    os.replace(tmp, path)
+    return path
+
+
+def featurize_shard(
+    rows: Sequence[ManifestRow],
+    shard: int,
+    out_dir: Path,
+    params: FeaturizationParams,
+    limits: Limits = Limits(),
+    jobs: int = 1,
+    progress: bool = False,
+) -> ShardResult:
+    """Featurize the manifest rows of one shard into ``shard-K.h5`` and ``failures-K.csv``."""
+    mine = [r for r in rows if r.shard == shard]
+    if not mine:
+        raise InputError(f"shard {shard} is not in the manifest (shards 0–{rows[-1].shard})")
+    start = time.perf_counter()
+    result = featurize_rows(mine, params, limits, jobs, progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Failures first: the shard file is the one a restart or Snakemake takes as "done".
+    write_failures(result.failures, failures_path(out_dir, shard))
+    write_shard(shard_path(out_dir, shard), result.graphs, params)
+    elapsed = time.perf_counter() - start
+    log.info(
+        "shard %d: %d graphs, %d failures, %.1f s (%.1f ms/CIF)",
+        shard,
+        len(result.graphs),
+        len(result.failures),
+        elapsed,
+        1000 * elapsed / len(mine),
+    )
+    return result
+
+
+def shard_is_done(out_dir: Path, shard: int, params: FeaturizationParams) -> bool:
+    path = shard_path(out_dir, shard)
+    if not (path.is_file() and failures_path(out_dir, shard).is_file()):
+        return False
+    try:
+        return read_params(path) == params
+    except (OSError, ValueError):
+        return False
+
+
+def merge_failures(out_dir: Path, n_shards: int) -> Path:
+    failures: list[Failure] = []
+    for shard in range(n_shards):
+        with open(failures_path(out_dir, shard), newline="") as fh:
+            failures.extend(Failure(**row) for row in csv.DictReader(fh))
+    return write_failures(failures, out_dir / "failures.csv")
+
+
+def available_cores() -> int:
+    """Cores this process may use (SLURM's cpuset included), not the node's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="CIF files, folders (recursive), globs, tar archives, or core-mof:DATASET",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder for shards")
+    parser.add_argument("--manifest", type=Path, help="featurize the shards of this manifest")
+    parser.add_argument("--shard", type=int, help="only this shard of --manifest")
+    parser.add_argument(
+        "--shard-size", type=int, default=1000, help="CIFs per shard (default 1000)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=0, help="worker processes (default: every core allotted)"
+    )
+    parser.add_argument("--mpi", action="store_true", help="split shards over MPI ranks (mpi4py)")
+    parser.add_argument("--overwrite", action="store_true", help="redo shards that already exist")
+    parser.add_argument("--cutoff", type=float, default=FeaturizationParams.cutoff, help="Å")
+    parser.add_argument("--max-neighbors", type=int, default=FeaturizationParams.max_neighbors)
+    parser.add_argument(
+        "--global-features",
+        default="",
+        help="comma-separated crystal descriptors to store (see mofsieve.descriptors)",
+    )
+    parser.add_argument("--max-atoms", type=int, default=Limits.max_atoms)
+    parser.add_argument("--min-distance", type=float, default=Limits.min_distance, help="Å")
+
+
+def run(args: argparse.Namespace) -> int:
+    params = FeaturizationParams(
+        cutoff=args.cutoff,
+        max_neighbors=args.max_neighbors,
+        global_feature_names=tuple(n for n in args.global_features.split(",") if n),
+    )
+    limits = Limits(max_atoms=args.max_atoms, min_distance=args.min_distance)
+    jobs = args.jobs or available_cores()
+    rank, size, comm = 0, 1, None
+    if args.mpi:
+        from mpi4py import MPI
+
+        comm = MPI.COMM_WORLD
+        rank, size = comm.Get_rank(), comm.Get_size()
+        log.info("MPI rank %d of %d on %s", rank, size, MPI.Get_processor_name())
+    try:
+        rows = _manifest_rows(args, rank, comm)
+    except InputError as err:
+        log.error("%s", err)
+        return 2
+    n_shards = rows[-1].shard + 1
+    shards = [args.shard] if args.shard is not None else list(range(n_shards))
+    mine = shards[rank::size]
+    progress = sys.stderr.isatty() and size == 1
+    for shard in mine:
+        if not args.overwrite and args.shard is None and shard_is_done(args.out, shard, params):
+            log.info("shard %d already done, skipped", shard)
+            continue
+        try:
+            featurize_shard(rows, shard, args.out, params, limits, jobs, progress)
+        except InputError as err:
+            log.error("%s", err)
+            return 2
+    if comm is not None:
+        comm.Barrier()
+    if args.shard is None and rank == 0:
+        merged = merge_failures(args.out, n_shards)
+        log.info("all %d shards done; failures in %s", n_shards, merged)
+    return 0
+
+
+def _manifest_rows(args: argparse.Namespace, rank: int, comm) -> list[ManifestRow]:
+    if args.inputs and args.manifest:
+        raise InputError("give either INPUT… or --manifest, not both")
+    if args.manifest:
+        return read_manifest(args.manifest)
+    if not args.inputs:
+        raise InputError("nothing to featurize: give INPUT… or --manifest")
+    if args.shard is not None:
+        raise InputError("--shard needs --manifest")
+    manifest = args.out / "manifest.csv"
+    error = None
+    if rank == 0:
+        args.out.mkdir(parents=True, exist_ok=True)
+        try:
+            write_manifest(build_manifest(args.inputs, args.shard_size), manifest)
+        except InputError as err:
+            error = str(err)
+    if comm is not None:
+        error = comm.bcast(error, root=0)  # every rank must stop, not wait at a barrier
+    if error:
+        raise InputError(error)
+    return read_manifest(manifest)

@@ -1,0 +1,226 @@
+"""Input discovery: CIF files, folders, globs, tar archives and packaged datasets → manifest.
+
+A manifest has one row per CIF: ``mof_id,source,sha1,n_bytes,shard``. ``source`` is a path,
+or ``ARCHIVE::MEMBER`` for a member read straight out of a tar archive (clusters hate 10⁵
+small files, so archives are never unpacked to disk). Shards are consecutive runs of
+``shard_size`` rows, numbered from 0, so that 300,000 CIFs make hundreds of jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import hashlib
+import logging
+import os
+import tarfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ARCHIVE_SEPARATOR = "::"
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
+PACKAGE_PREFIX = "core-mof:"
+MANIFEST_COLUMNS = ("mof_id", "source", "sha1", "n_bytes", "shard")
+
+
+class InputError(ValueError):
+    """Inputs that cannot make a manifest (nothing found, duplicate ids, unknown dataset)."""
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    mof_id: str
+    source: str
+    sha1: str
+    n_bytes: int
+    shard: int
+
+
+def is_archive(path: str | os.PathLike[str]) -> bool:
+    return str(path).lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def is_cif(name: str) -> bool:
+    return name.lower().endswith(".cif")
+
+
+def mof_id_of(name: str) -> str:
+    """The id of a CIF is its file stem: ``dir/ABAVIJ_clean.cif`` → ``ABAVIJ_clean``."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return base[: -len(".cif")] if is_cif(base) else base
+
+
+def package_archive(spec: str) -> Path:
+    """The tar archive behind ``core-mof:DATASET`` (the PyPI package ``core-mof``)."""
+    dataset = spec[len(PACKAGE_PREFIX) :]
+    try:
+        import CoRE_MOF
+        from CoRE_MOF import data as package_data
+    except ImportError as err:
+        raise InputError(
+            f"{spec}: the PyPI package core-mof is not installed (pip install core-mof)"
+        ) from err
+    if dataset not in CoRE_MOF.list_datasets():
+        raise InputError(f"{spec}: unknown dataset; core-mof has {CoRE_MOF.list_datasets()}")
+    return Path(str(package_data.__path__[0])) / f"{dataset}.tar.xz"
+
+
+def _sha1(data: bytes) -> str:
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
+
+
+def iter_archive(archive: Path, members: set[str] | None = None) -> Iterator[tuple[str, bytes]]:
+    """(member name, bytes) of the CIFs in a tar archive, streamed in archive order.
+
+    With ``members``, only those are read, and reading stops once all were seen.
+    """
+    wanted = None if members is None else set(members)
+    with tarfile.open(archive, mode="r|*") as tar:
+        for member in tar:
+            if not member.isfile() or not is_cif(member.name):
+                continue
+            if wanted is not None and member.name not in wanted:
+                continue
+            handle = tar.extractfile(member)
+            if handle is None:
+                continue
+            yield member.name, handle.read()
+            if wanted is not None:
+                wanted.discard(member.name)
+                if not wanted:
+                    return
+
+
+def _expand_input(item: str) -> Iterator[tuple[str, bytes]]:
+    """(source, bytes) for every CIF one command-line input names."""
+    if item.startswith(PACKAGE_PREFIX):
+        archive = package_archive(item)
+        for name, data in iter_archive(archive):
+            yield f"{archive}{ARCHIVE_SEPARATOR}{name}", data
+        return
+    path = Path(item)
+    if path.is_file() and is_archive(path):
+        for name, data in iter_archive(path):
+            yield f"{path}{ARCHIVE_SEPARATOR}{name}", data
+        return
+    if path.is_file():
+        yield str(path), path.read_bytes()
+        return
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.is_file() and is_cif(p.name))
+    else:
+        found = sorted(Path(p) for p in glob.glob(item, recursive=True))
+        found = [p for p in found if p.is_file() and (is_cif(p.name) or is_archive(p))]
+    if not found and not path.exists():
+        raise InputError(f"{item}: no such file, folder, glob match or core-mof dataset")
+    for p in found:
+        yield from _expand_input(str(p)) if is_archive(p) else [(str(p), p.read_bytes())]
+
+
+def build_manifest(inputs: Sequence[str], shard_size: int) -> list[ManifestRow]:
+    """Rows for every CIF the inputs name, in input order; duplicate ids are an error."""
+    if shard_size < 1:
+        raise InputError(f"shard size must be at least 1, not {shard_size}")
+    rows: list[ManifestRow] = []
+    seen: dict[str, str] = {}
+    for item in inputs:
+        n_before = len(rows)
+        for source, data in _expand_input(item):
+            mof_id = mof_id_of(source.rsplit(ARCHIVE_SEPARATOR, 1)[-1])
+            if mof_id in seen:
+                raise InputError(f"duplicate mof_id {mof_id!r}: {seen[mof_id]} and {source}")
+            seen[mof_id] = source
+            rows.append(
+                ManifestRow(mof_id, source, _sha1(data), len(data), len(rows) // shard_size)
+            )
+        if len(rows) == n_before:
+            log.warning("%s: no CIFs found", item)
+    if not rows:
+        raise InputError(f"no CIF files found in {list(inputs)}")
+    return rows
+
+
+def write_manifest(rows: Iterable[ManifestRow], path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(MANIFEST_COLUMNS)
+        for r in rows:
+            writer.writerow([r.mof_id, r.source, r.sha1, r.n_bytes, r.shard])
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[ManifestRow]:
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = set(MANIFEST_COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise InputError(
+                f"{path} is not a mofsieve manifest (missing columns {sorted(missing)})"
+            )
+        return [
+            ManifestRow(r["mof_id"], r["source"], r["sha1"], int(r["n_bytes"]), int(r["shard"]))
+            for r in reader
+        ]
+
+
+def read_sources(rows: Sequence[ManifestRow]) -> Iterator[tuple[ManifestRow, bytes | OSError]]:
+    """The bytes of each row's CIF (or the OSError reading it), in manifest order.
+
+    Members of one archive are read in a single streaming pass over that archive.
+    """
+    by_archive: dict[str, set[str]] = {}
+    for row in rows:
+        if ARCHIVE_SEPARATOR in row.source:
+            archive, member = row.source.rsplit(ARCHIVE_SEPARATOR, 1)
+            by_archive.setdefault(archive, set()).add(member)
+    contents: dict[str, bytes | OSError] = {}
+    for archive, members in by_archive.items():
+        try:
+            for name, data in iter_archive(Path(archive), members):
+                contents[f"{archive}{ARCHIVE_SEPARATOR}{name}"] = data
+        except (OSError, tarfile.TarError) as err:
+            for member in members:
+                contents.setdefault(f"{archive}{ARCHIVE_SEPARATOR}{member}", OSError(str(err)))
+    for row in rows:
+        if ARCHIVE_SEPARATOR in row.source:
+            yield row, contents.get(row.source, OSError("member not found in archive"))
+        else:
+            try:
+                yield row, Path(row.source).read_bytes()
+            except OSError as err:
+                yield row, err
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="CIF files, folders (recursive), globs, tar archives, or core-mof:DATASET",
+    )
+    parser.add_argument("--out", required=True, help="manifest CSV to write")
+    parser.add_argument(
+        "--shard-size", type=int, default=1000, help="CIFs per shard (default 1000)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        rows = build_manifest(args.inputs, args.shard_size)
+    except InputError as err:
+        log.error("%s", err)
+        return 2
+    write_manifest(rows, args.out)
+    n_shards = rows[-1].shard + 1
+    log.info(
+        "%d CIFs in %d shards of up to %d → %s", len(rows), n_shards, args.shard_size, args.out
+    )
+    return 0
