@@ -1,0 +1,259 @@
+from __future__ import annotations
+
+import csv
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from mofsieve.cli import main
+from mofsieve.manifest import InputError, build_manifest, iter_archive, package_archive
+
+REPO = Path(__file__).resolve().parents[1]
+MOFSIEVE = [sys.executable, "-m", "mofsieve.cli"]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def shard_contents(path: Path) -> dict[str, np.ndarray]:
+    with h5py.File(path) as h5:
+        return {k: h5[k][()] for k in h5}
+
+
+def assert_same_shards(a: Path, b: Path) -> None:
+    names = sorted(p.name for p in a.glob("shard-*.h5"))
+    assert names and names == sorted(p.name for p in b.glob("shard-*.h5"))
+    for name in names:
+        left, right = shard_contents(a / name), shard_contents(b / name)
+        assert left.keys() == right.keys()
+        for key in left:
+            np.testing.assert_array_equal(left[key], right[key], err_msg=f"{name}:{key}")
+
+
+def test_every_broken_cif_is_recorded_and_the_rest_go_on(tmp_path, test_data):
+    out = tmp_path / "out"
+    assert (
+        main(["featurize", str(test_data), "--out", str(out), "--shard-size", "7", "--jobs", "1"])
+        == 0
+    )
+    manifest = read_csv(out / "manifest.csv")
+    n_good = len(list((test_data / "good").glob("*.cif")))
+    n_broken = len(list((test_data / "broken").glob("*.cif")))
+    assert len(manifest) == n_good + n_broken
+    failures = read_csv(out / "failures.csv")
+    assert sorted(f["mof_id"] for f in failures) == sorted(
+        p.stem for p in (test_data / "broken").glob("*.cif")
+    )
+    assert all(f["reason"] and f["stage"] in {"parse", "graph"} for f in failures)
+    ids = []
+    for shard in sorted(out.glob("shard-*.h5")):
+        with h5py.File(shard) as h5:
+            ids += [s.decode() for s in h5["ids"][()]]
+    assert sorted(ids) == sorted(p.stem for p in (test_data / "good").glob("*.cif"))
+    assert {int(r["shard"]) for r in manifest} == {0, 1, 2}
+
+
+def test_archives_globs_and_single_shards_agree(tmp_path, test_data):
+    archive = tmp_path / "good.tar.xz"
+    with tarfile.open(archive, "w:xz") as tar:
+        for cif in sorted((test_data / "good").glob("*.cif")):
+            tar.add(cif, arcname=f"cifs/{cif.name}")
+    whole = tmp_path / "whole"
+    assert (
+        main(["featurize", str(archive), "--out", str(whole), "--shard-size", "2", "--jobs", "2"])
+        == 0
+    )
+    manifest = read_csv(whole / "manifest.csv")
+    assert manifest[0]["source"].endswith("good.tar.xz::cifs/cartesian_only.cif")
+    by_shard = tmp_path / "by_shard"
+    for shard in range(3):
+        assert (
+            main(
+                [
+                    "featurize",
+                    "--manifest",
+                    str(whole / "manifest.csv"),
+                    "--shard",
+                    str(shard),
+                    "--out",
+                    str(by_shard),
+                    "--jobs",
+                    "1",
+                ]
+            )
+            == 0
+        )
+        assert (by_shard / f"failures-{shard:05d}.csv").is_file()
+    assert_same_shards(whole, by_shard)
+    globbed = tmp_path / "globbed"
+    assert main(["featurize", str(test_data / "good" / "cu_fcc_*.cif"), "--out", str(globbed)]) == 0
+    assert len(read_csv(globbed / "manifest.csv")) == 3
+
+
+def test_duplicate_ids_are_an_error_naming_both_sources(tmp_path, test_data):
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(test_data / "good" / "cu_fcc_p1.cif", other / "cu_fcc_p1.cif")
+    with pytest.raises(
+        InputError,
+        match=r"duplicate mof_id 'cu_fcc_p1'.*good/cu_fcc_p1.cif and .*other/cu_fcc_p1.cif",
+    ):
+        build_manifest([str(test_data / "good"), str(other)], shard_size=10)
+    assert (
+        main(["featurize", str(test_data / "good"), str(other), "--out", str(tmp_path / "o")]) == 2
+    )
+
+
+def test_missing_input_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="no such file, folder, glob match"):
+        build_manifest([str(tmp_path / "nowhere")], shard_size=10)
+    with pytest.raises(InputError, match="unknown dataset"):
+        build_manifest(["core-mof:1999"], shard_size=10)
+
+
+def test_hostile_file_names_flow_through_safely(tmp_path, test_data):
+    inputs = tmp_path / "in put"
+    inputs.mkdir()
+    name = 'we\'ird "name" $(touch PWNED) `touch PWNED2`; rm -rf x.cif'
+    shutil.copy(test_data / "good" / "toy_framework_charged.cif", inputs / name)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [*MOFSIEVE, "featurize", str(inputs / name), "--out", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not list(tmp_path.rglob("PWNED*"))
+    (row,) = read_csv(out / "manifest.csv")
+    assert row["mof_id"] == name[: -len(".cif")]
+    with h5py.File(out / "shard-00000.h5") as h5:
+        assert h5["ids"][0].decode() == row["mof_id"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "failures-00000.csv",
+        "failures.csv",
+        "manifest.csv",
+        "shard-00000.h5",
+    ]
+
+
+def _core_mof_subset(tmp_path: Path, n: int) -> Path:
+    archive = tmp_path / "subset.tar"
+    with tarfile.open(archive, "w") as tar:
+        for i, (name, data) in enumerate(iter_archive(package_archive("core-mof:2019-ASR"))):
+            path = tmp_path / "cifs" / Path(name).name
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(data)
+            tar.add(path, arcname=Path(name).name)
+            if i + 1 == n:
+                break
+    return archive
+
+
+@pytest.mark.slow
+def test_mpi_two_ranks_give_the_same_shards_as_one_process(tmp_path):
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    if not mpiexec.exists():
+        pytest.skip("mpiexec (PyPI mpich) not installed in this environment")
+    archive = _core_mof_subset(tmp_path, 24)
+    single, parallel = tmp_path / "single", tmp_path / "mpi"
+    assert (
+        main(["featurize", str(archive), "--out", str(single), "--shard-size", "5", "--jobs", "1"])
+        == 0
+    )
+    result = subprocess.run(
+        [
+            str(mpiexec),
+            "-n",
+            "2",
+            *MOFSIEVE,
+            "featurize",
+            "--mpi",
+            str(archive),
+            "--out",
+            str(parallel),
+            "--shard-size",
+            "5",
+            "--jobs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "MPI rank 0 of 2" in result.stderr and "MPI rank 1 of 2" in result.stderr
+    assert_same_shards(single, parallel)
+    assert (parallel / "failures.csv").read_text() == (single / "failures.csv").read_text()
+
+
+@pytest.mark.slow
+def test_a_killed_featurization_leaves_nothing_that_looks_complete(tmp_path):
+    archive = _core_mof_subset(tmp_path, 400)
+    out = tmp_path / "out"
+    assert (
+        main(["manifest", str(archive), "--out", str(out / "manifest.csv"), "--shard-size", "400"])
+        == 0
+    )
+    command = [
+        *MOFSIEVE,
+        "featurize",
+        "--manifest",
+        str(out / "manifest.csv"),
+        "--shard",
+        "0",
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2.5)  # well into the shard (400 CIFs take several seconds on one core)
+    assert proc.poll() is None, "featurization finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "shard-00000.h5").exists()
+    assert not (out / "failures-00000.csv").exists()
+    # Starting again completes the shard.
+    assert subprocess.run(command, check=False).returncode == 0
+    with h5py.File(out / "shard-00000.h5") as h5:
+        n_graphs = len(h5["ids"])
+    assert n_graphs + len(read_csv(out / "failures-00000.csv")) == 400
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_shared_core_cifs_featurize_without_crashes(tmp_path, shared_core):
+    archive = shared_core / "cifs.tar.xz"
+    members = set()
+    for name, _ in iter_archive(archive):
+        members.add(name)
+        if len(members) == 300:
+            break
+    subset = tmp_path / "subset.tar"
+    with tarfile.open(subset, "w") as tar:
+        for name, data in iter_archive(archive, members):
+            path = tmp_path / Path(name).name
+            path.write_bytes(data)
+            tar.add(path, arcname=Path(name).name)
+    out = tmp_path / "out"
+    assert main(["featurize", str(subset), "--out", str(out), "--jobs", "2"]) == 0
+    with h5py.File(out / "shard-00000.h5") as h5:
+        n_graphs = len(h5["ids"])
+        assert np.isfinite(h5["charge"][()]).all()  # the shared copies carry charges
+        assert np.bincount(h5["edge_dst"][: h5["edge_ptr"][1]]).max() == 12
+    failures = read_csv(out / "failures.csv")
+    assert n_graphs + len(failures) == 300
+    assert all(f["reason"] for f in failures)
