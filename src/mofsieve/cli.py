@@ -14,7 +14,10 @@ import sys
 
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
-    "manifest": ("mofsieve.manifest", "list input CIFs (files, folders, globs, archives) into shards"),
+    "manifest": (
+        "mofsieve.manifest",
+        "list input CIFs (files, folders, globs, archives) into shards",
+    ),
     "featurize": ("mofsieve.featurize", "turn CIFs into versioned HDF5 crystal-graph shards"),
     "train": ("mofsieve.train", "train a surrogate model on graph shards and a label CSV"),
     "predict": ("mofsieve.predict", "predict a target for every graph in some shards"),

@@ -159,7 +159,9 @@ def write_shard(
             h5.create_dataset("edge_image", data=cat("edge_image", np.int8, (3,)))
             if n_global:
                 rows = [np.asarray(g.global_features, dtype=np.float32) for g in graphs]
-                bad = [g.mof_id for g, r in zip(graphs, rows, strict=True) if r.shape != (n_global,)]
+                bad = [
+                    g.mof_id for g, r in zip(graphs, rows, strict=True) if r.shape != (n_global,)
+                ]
                 if bad:
                     raise ValueError(f"global features of {bad[:3]} do not have {n_global} values")
                 data = np.stack(rows) if rows else np.zeros((0, n_global), np.float32)
@@ -270,9 +272,7 @@ def to_data(graph: CrystalGraph, y: np.ndarray | None = None):  # -> torch_geome
         charge=torch.from_numpy(graph.charge.astype(np.float32)),
         frac_coords=torch.from_numpy(graph.frac_coords.astype(np.float32)),
         lattice=torch.from_numpy(graph.lattice.astype(np.float32)).unsqueeze(0),
-        edge_index=torch.from_numpy(
-            np.stack([graph.edge_src, graph.edge_dst]).astype(np.int64)
-        ),
+        edge_index=torch.from_numpy(np.stack([graph.edge_src, graph.edge_dst]).astype(np.int64)),
         edge_dist=torch.from_numpy(graph.edge_dist.astype(np.float32)),
         edge_image=torch.from_numpy(graph.edge_image.astype(np.int8)),
         mof_id=graph.mof_id,
