@@ -1,0 +1,182 @@
+"""The Snakemake workflow: config validation, lint, the DAG at 300,000 CIFs, MPI mode."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mofsieve import config as mconfig
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def minimal(**overrides: object) -> dict:
+    cfg: dict = {
+        "inputs": ["cifs"],
+        "target": {"pressure": 0.15},
+        "models": {"0.15": "models/low", "16": "models/high"},
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# --------------------------------------------------------------------------------- config
+
+
+def test_shipped_config_is_valid_and_defaults_fill_omitted_keys() -> None:
+    shipped = mconfig.load_config_file(REPO / "config.yaml", SCHEMA)
+    assert shipped["inputs"] == ["core-mof:2019-ASR"]
+    assert shipped["flag"] == {"top_fraction": 0.05}
+    assert mconfig.model_labels(shipped) == ["0.15bar"]
+    cfg = mconfig.validate_config(minimal(), SCHEMA)
+    assert cfg["shard_size"] == 500 and cfg["device"] == "auto"
+    assert cfg["gcmc"]["cutoff_A"] == 12.0 and cfg["featurize"]["mpi"] is False
+    assert cfg["target"]["temperature_K"] == 298
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"shard_sise": 10}, "'shard_sise' was unexpected"),
+        ({"shard_size": 0}, "shard_size: 0 is less than the minimum of 1"),
+        ({"target": {"pressure": "high"}}, "target.pressure: 'high' is neither a pressure"),
+        ({"flag": {"top_fraction": 1.5}}, "flag.top_fraction: 1.5 is greater than the maximum"),
+        ({"flag": {"top_fraction": 0.1, "top_count": 5}}, "flag: give exactly one of"),
+        ({"device": "tpu"}, "device: 'tpu' is not one of"),
+        ({"gcmc": {"cutof_A": 12}}, "gcmc: Additional properties are not allowed ('cutof_A'"),
+        ({"target": {"pressure": 1}}, "target.pressure: no model for 1 bar"),
+        ({"models": {"0.15": "m"}, "target": {"pressure": "working_capacity"}},
+         "target.pressure: working_capacity needs models at two pressures"),
+    ],
+)  # fmt: skip
+def test_bad_config_error_names_the_key(overrides: dict, named: str) -> None:
+    with pytest.raises(mconfig.ConfigError) as err:
+        mconfig.validate_config(minimal(**overrides), SCHEMA)
+    assert named in str(err.value)
+
+
+def test_working_capacity_uses_highest_minus_lowest_pressure_model() -> None:
+    cfg = mconfig.validate_config(
+        minimal(target={"pressure": "working_capacity"}, models={0.15: "lo", 16: "hi"}), SCHEMA
+    )
+    assert mconfig.model_labels(cfg) == ["16bar", "0.15bar"]
+    assert mconfig.model_dir(cfg, "16bar") == "hi"
+    assert mconfig.gcmc_pressures(cfg) == ["0.15", "16"]
+    assert mconfig.quantity(cfg) == "CO2 working capacity 16→0.15 bar, 298 K"
+
+
+def test_featurization_follows_the_models_and_refuses_disagreeing_ones(tmp_path: Path) -> None:
+    for name, cutoff, extra in [("a", 8.0, ["density"]), ("b", 8.0, ["lcd", "density"])]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.json").write_text(
+            f'{{"featurization": {{"cutoff": {cutoff}, "max_neighbors": 12, '
+            f'"global_feature_names": {extra!r}}}}}'.replace("'", '"')
+        )
+    cfg = mconfig.validate_config(
+        minimal(target={"pressure": "working_capacity"},
+                models={"0.15": str(tmp_path / "a"), "16": str(tmp_path / "b")}),
+        SCHEMA,
+    )  # fmt: skip
+    assert mconfig.featurize_arguments(cfg) == (
+        "--cutoff 8.0 --max-neighbors 12 --global-features lcd,density"
+    )
+    (tmp_path / "a" / "model.json").write_text('{"featurization": {"cutoff": 6.0}}')
+    with pytest.raises(mconfig.ConfigError, match="disagree on featurization cutoff"):
+        mconfig.featurize_arguments(cfg)
+
+
+def test_shard_ids_come_from_the_manifest(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("mof_id,source,sha1,n_bytes,shard\na,x,s,1,0\nb,y,s,1,0\nc,z,s,1,1\n")
+    assert mconfig.shard_ids(manifest) == ["00000", "00001"]
+    (tmp_path / "bad.csv").write_text("mof_id,source\na,b\n")
+    with pytest.raises(mconfig.ConfigError, match="no shard column"):
+        mconfig.shard_ids(tmp_path / "bad.csv")
+
+
+# ------------------------------------------------------------------------------- workflow
+
+
+def test_lint_is_clean() -> None:
+    result = snakemake(REPO, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_bad_config_stops_snakemake_with_the_key_named(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(minimal(top_fraction=0.1)))
+    result = snakemake(tmp_path, "-n")
+    assert result.returncode != 0
+    assert "(top level): Additional properties are not allowed ('top_fraction' was unexpected)" in (
+        result.stdout + result.stderr
+    )
+
+
+def synthetic_run(tmp_path: Path, n_cifs: int, shard_size: int, **overrides: object) -> None:
+    """A run folder whose manifest already exists: the DAG after the manifest checkpoint."""
+    for name in ("low", "high"):
+        (tmp_path / "models" / name).mkdir(parents=True)
+        (tmp_path / "models" / name / "model.json").write_text('{"unit": "mol/kg"}')
+    cfg = minimal(run="big", shard_size=shard_size, **overrides)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run_dir = tmp_path / "results" / "big"
+    run_dir.mkdir(parents=True)
+    with open(run_dir / "manifest.csv", "w") as fh:
+        fh.write("mof_id,source,sha1,n_bytes,shard\n")
+        sha = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+        fh.writelines(
+            f"MOF{i:06d},cifs/MOF{i:06d}.cif,{sha},1000,{i // shard_size}\n" for i in range(n_cifs)
+        )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:", 1)[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+@pytest.mark.slow
+def test_dag_for_300000_cifs_builds_in_under_30_seconds(tmp_path: Path) -> None:
+    synthetic_run(tmp_path, 300_000, 500, target={"pressure": "working_capacity"})
+    start = time.perf_counter()
+    result = snakemake(tmp_path, "-n", "--cores", "2")
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    assert counts["featurize"] == 600
+    assert counts["predict"] == 1200  # two models for the working capacity
+    assert counts["rank"] == counts["gcmc"] == counts["report"] == 1
+    assert "manifest" not in counts
+    assert elapsed < 30, f"DAG for 300,000 CIFs took {elapsed:.1f} s"
+
+
+def test_mpi_mode_featurizes_every_shard_in_one_job(tmp_path: Path) -> None:
+    synthetic_run(
+        tmp_path, 1000, 100, featurize={"mpi": True, "mpi_tasks": 2, "mpi_launcher": "srun"}
+    )
+    result = snakemake(tmp_path, "-n", "--cores", "2", "-p")
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    assert counts["featurize_mpi"] == 1 and counts["predict"] == 10
+    assert "featurize" not in counts
+    assert "srun -n 2 mofsieve featurize --mpi --manifest results/big/manifest.csv" in result.stdout
