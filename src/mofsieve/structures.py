@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import gemmi
 import numpy as np
@@ -83,7 +84,16 @@ def _numbers(values: list[str], what: str) -> np.ndarray:
 
 def _atomic_number(symbol: str, site: int) -> int:
     """Element of a type symbol or label such as 'Cu', 'Cu2+', 'O1', 'ZN'."""
-    match = _ELEMENT_SYMBOL.match(symbol.strip())
+    z = _element_of(symbol.strip())
+    if z == 0:
+        raise StructureError(f"unknown element {symbol!r} at atom site {site + 1}")
+    return z
+
+
+@lru_cache(maxsize=4096)
+def _element_of(symbol: str) -> int:
+    """Atomic number of a symbol, 0 when it names no element."""
+    match = _ELEMENT_SYMBOL.match(symbol)
     if match:
         letters = match.group(1)
         # Two letters only when the pair is an element ('Co'); otherwise 'C' of 'C12', 'Ca'…
@@ -91,7 +101,7 @@ def _atomic_number(symbol: str, site: int) -> int:
             z = gemmi.Element(candidate).atomic_number
             if z > 0 and gemmi.Element(candidate).name == candidate:
                 return z
-    raise StructureError(f"unknown element {symbol!r} at atom site {site + 1}")
+    return 0
 
 
 def _atom_block(doc: gemmi.cif.Document) -> gemmi.cif.Block:
