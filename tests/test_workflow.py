@@ -180,3 +180,26 @@ def test_mpi_mode_featurizes_every_shard_in_one_job(tmp_path: Path) -> None:
     assert counts["featurize_mpi"] == 1 and counts["predict"] == 10
     assert "featurize" not in counts
     assert "srun -n 2 mofsieve featurize --mpi --manifest results/big/manifest.csv" in result.stdout
+
+
+def resources_of_a_predict_job(output: str) -> str:
+    block = output.split("rule predict:", 1)[1]
+    return next(line for line in block.splitlines() if line.strip().startswith("resources:"))
+
+
+def test_slurm_profile_sends_predict_to_the_gpu_partition_and_ci_overlay_to_debug(
+    tmp_path: Path,
+) -> None:
+    synthetic_run(tmp_path, 1000, 500)
+    shipped = snakemake(tmp_path, "-n", "--profile", str(REPO / "slurm"))
+    assert shipped.returncode == 0, shipped.stdout[-3000:] + shipped.stderr[-3000:]
+    resources = resources_of_a_predict_job(shipped.stdout)
+    assert "slurm_partition=gpu" in resources and "gpu=1" in resources
+    overlay = snakemake(
+        tmp_path, "-n", "--profile", str(REPO / "slurm"),
+        "--workflow-profile", str(REPO / ".ci" / "slurm-profile"),
+    )  # fmt: skip
+    assert overlay.returncode == 0, overlay.stdout[-3000:] + overlay.stderr[-3000:]
+    resources = resources_of_a_predict_job(overlay.stdout)
+    assert "slurm_partition=debug" in resources and "gpu=0" in resources
+    assert "slurm_account=root" in resources
