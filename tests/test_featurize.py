@@ -199,38 +199,58 @@ def test_mpi_two_ranks_give_the_same_shards_as_one_process(tmp_path):
     assert (parallel / "failures.csv").read_text() == (single / "failures.csv").read_text()
 
 
+def _complete_or_absent(out: Path, n_cifs: int) -> bool:
+    """True if shard 0 is absent, or present and complete (every CIF a graph or a failure)."""
+    shard = out / "shard-00000.h5"
+    if not shard.exists():
+        return True
+    with h5py.File(shard) as h5:
+        n_graphs = len(h5["ids"])
+        assert h5["node_ptr"][-1] == len(h5["atomic_number"])
+    return n_graphs + len(read_csv(out / "failures-00000.csv")) == n_cifs
+
+
 @pytest.mark.slow
 def test_a_killed_featurization_leaves_nothing_that_looks_complete(tmp_path):
-    archive = _core_mof_subset(tmp_path, 400)
-    out = tmp_path / "out"
+    n_cifs = 400
+    archive = _core_mof_subset(tmp_path, n_cifs)
+    manifest = tmp_path / "manifest.csv"
     assert (
-        main(["manifest", str(archive), "--out", str(out / "manifest.csv"), "--shard-size", "400"])
-        == 0
+        main(["manifest", str(archive), "--out", str(manifest), "--shard-size", str(n_cifs)]) == 0
     )
-    command = [
-        *MOFSIEVE,
-        "featurize",
-        "--manifest",
-        str(out / "manifest.csv"),
-        "--shard",
-        "0",
-        "--out",
-        str(out),
-        "--jobs",
-        "1",
-    ]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(2.5)  # well into the shard (400 CIFs take several seconds on one core)
-    assert proc.poll() is None, "featurization finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "shard-00000.h5").exists()
-    assert not (out / "failures-00000.csv").exists()
-    # Starting again completes the shard.
-    assert subprocess.run(command, check=False).returncode == 0
-    with h5py.File(out / "shard-00000.h5") as h5:
-        n_graphs = len(h5["ids"])
-    assert n_graphs + len(read_csv(out / "failures-00000.csv")) == 400
+
+    def command(out: Path) -> list[str]:
+        return [
+            *MOFSIEVE,
+            "featurize",
+            "--manifest",
+            str(manifest),
+            "--shard",
+            "0",
+            "--out",
+            str(out),
+            "--jobs",
+            "1",
+        ]
+
+    start = time.perf_counter()
+    assert subprocess.run(command(tmp_path / "full"), check=False).returncode == 0
+    duration = time.perf_counter() - start
+    killed_midway = 0
+    # kill -9 at several points of a run, the last ones close to or inside the final write
+    for i, fraction in enumerate((0.3, 0.6, 0.85, 0.95, 0.99)):
+        out = tmp_path / f"killed-{i}"
+        proc = subprocess.Popen(command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(duration * fraction)
+        if proc.poll() is None:
+            killed_midway += 1
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert _complete_or_absent(out, n_cifs), f"half-written shard after kill at {fraction:.0%}"
+    assert killed_midway >= 2, "runs finished before they could be killed"
+    # Starting again completes the shard, identical to an uninterrupted run.
+    assert subprocess.run(command(tmp_path / "killed-0"), check=False).returncode == 0
+    assert_same_shards(tmp_path / "full", tmp_path / "killed-0")
 
 
 @pytest.mark.shared
