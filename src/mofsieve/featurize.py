@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mofsieve.atomic import atomic_output
 from mofsieve.graphs import neighbour_graph
 from mofsieve.manifest import (
     InputError,
@@ -177,13 +178,10 @@ def _tick(items: Iterable, bar) -> Iterable:
 
 
 def write_failures(failures: Iterable[Failure], path: Path) -> Path:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(FAILURE_COLUMNS)
-        for f in failures:
-            writer.writerow([f.mof_id, f.source, f.stage, f.reason])
-    os.replace(tmp, path)
+        writer.writerows([f.mof_id, f.source, f.stage, f.reason] for f in failures)
     return path
 
 

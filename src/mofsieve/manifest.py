@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mofsieve.atomic import atomic_output
+
 log = logging.getLogger(__name__)
 
 ARCHIVE_SEPARATOR = "::"
@@ -145,16 +147,11 @@ def build_manifest(inputs: Sequence[str], shard_size: int) -> list[ManifestRow]:
 
 
 def write_manifest(rows: Iterable[ManifestRow], path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(MANIFEST_COLUMNS)
-        for r in rows:
-            writer.writerow([r.mof_id, r.source, r.sha1, r.n_bytes, r.shard])
-    os.replace(tmp, path)
-    return path
+        writer.writerows([r.mof_id, r.source, r.sha1, r.n_bytes, r.shard] for r in rows)
+    return Path(path)
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[ManifestRow]:

@@ -36,6 +36,7 @@ import h5py
 import numpy as np
 
 from mofsieve import __version__
+from mofsieve.atomic import atomic_output
 
 FORMAT = "mofsieve-graphs"
 FORMAT_VERSION = 1
@@ -121,10 +122,8 @@ def write_shard(
 ) -> Path:
     """Write ``graphs`` to ``path`` atomically: a temporary name, fsync, then rename.
 
-    A job killed midway leaves only ``*.tmp-<pid>`` behind, never a file under the final name.
+    A job killed midway leaves at most a hidden ``.NAME.tmp-<pid>``, never a file under ``NAME``.
     """
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     n_nodes = np.array([g.n_atoms for g in graphs], dtype=np.int64)
     n_edges = np.array([g.edge_src.shape[0] for g in graphs], dtype=np.int64)
     node_ptr = np.concatenate([[0], np.cumsum(n_nodes)]).astype(np.int64)
@@ -136,43 +135,34 @@ def write_shard(
         return np.concatenate([np.asarray(getattr(g, name), dtype=dtype) for g in graphs])
 
     n_global = len(params.global_feature_names)
-    try:
-        with h5py.File(tmp, "w") as h5:
-            h5.attrs["format"] = FORMAT
-            h5.attrs["format_version"] = FORMAT_VERSION
-            h5.attrs["mofsieve_version"] = __version__
-            for key, value in params.to_attrs().items():
-                h5.attrs[key] = value
-            strings = h5py.string_dtype()
-            h5.create_dataset("ids", data=[g.mof_id for g in graphs], dtype=strings)
-            h5.create_dataset("sources", data=[g.source for g in graphs], dtype=strings)
-            h5.create_dataset("node_ptr", data=node_ptr)
-            h5.create_dataset("edge_ptr", data=edge_ptr)
-            h5.create_dataset("atomic_number", data=cat("atomic_number", np.uint8, ()))
-            h5.create_dataset("charge", data=cat("charge", np.float32, ()))
-            h5.create_dataset("frac_coords", data=cat("frac_coords", np.float64, (3,)))
-            lattices = np.stack([g.lattice for g in graphs]) if graphs else np.zeros((0, 3, 3))
-            h5.create_dataset("lattice", data=lattices.astype(np.float64))
-            h5.create_dataset("edge_src", data=cat("edge_src", np.int32, ()))
-            h5.create_dataset("edge_dst", data=cat("edge_dst", np.int32, ()))
-            h5.create_dataset("edge_dist", data=cat("edge_dist", np.float32, ()))
-            h5.create_dataset("edge_image", data=cat("edge_image", np.int8, (3,)))
-            if n_global:
-                rows = [np.asarray(g.global_features, dtype=np.float32) for g in graphs]
-                bad = [
-                    g.mof_id for g, r in zip(graphs, rows, strict=True) if r.shape != (n_global,)
-                ]
-                if bad:
-                    raise ValueError(f"global features of {bad[:3]} do not have {n_global} values")
-                data = np.stack(rows) if rows else np.zeros((0, n_global), np.float32)
-                h5.create_dataset("global_features", data=data)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs["format"] = FORMAT
+        h5.attrs["format_version"] = FORMAT_VERSION
+        h5.attrs["mofsieve_version"] = __version__
+        for key, value in params.to_attrs().items():
+            h5.attrs[key] = value
+        strings = h5py.string_dtype()
+        h5.create_dataset("ids", data=[g.mof_id for g in graphs], dtype=strings)
+        h5.create_dataset("sources", data=[g.source for g in graphs], dtype=strings)
+        h5.create_dataset("node_ptr", data=node_ptr)
+        h5.create_dataset("edge_ptr", data=edge_ptr)
+        h5.create_dataset("atomic_number", data=cat("atomic_number", np.uint8, ()))
+        h5.create_dataset("charge", data=cat("charge", np.float32, ()))
+        h5.create_dataset("frac_coords", data=cat("frac_coords", np.float64, (3,)))
+        lattices = np.stack([g.lattice for g in graphs]) if graphs else np.zeros((0, 3, 3))
+        h5.create_dataset("lattice", data=lattices.astype(np.float64))
+        h5.create_dataset("edge_src", data=cat("edge_src", np.int32, ()))
+        h5.create_dataset("edge_dst", data=cat("edge_dst", np.int32, ()))
+        h5.create_dataset("edge_dist", data=cat("edge_dist", np.float32, ()))
+        h5.create_dataset("edge_image", data=cat("edge_image", np.int8, (3,)))
+        if n_global:
+            rows = [np.asarray(g.global_features, dtype=np.float32) for g in graphs]
+            bad = [g.mof_id for g, r in zip(graphs, rows, strict=True) if r.shape != (n_global,)]
+            if bad:
+                raise ValueError(f"global features of {bad[:3]} do not have {n_global} values")
+            data = np.stack(rows) if rows else np.zeros((0, n_global), np.float32)
+            h5.create_dataset("global_features", data=data)
+    return Path(path)
 
 
 def read_params(path: str | os.PathLike[str]) -> FeaturizationParams:
