@@ -16,8 +16,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,demo]'
 	touch $@
 
+# The embedded default screen (config.yaml): all of CoRE MOF 2019-ASR, local executor.
+# Outputs: results/core2019-asr/{ranked,flagged,failures}.csv, gcmc/, report.html.
+# After a crash or kill, `make screen` again resumes (run `.venv/bin/snakemake --unlock` first
+# if snakemake says the directory is locked).
 screen: $(STAMP)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --configfile config.yaml
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --configfile config.yaml \
+		--rerun-incomplete --printshellcmds
 
 test: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
