@@ -78,10 +78,14 @@ def _sha1(data: bytes) -> str:
 def iter_archive(archive: Path, members: set[str] | None = None) -> Iterator[tuple[str, bytes]]:
     """(member name, bytes) of the CIFs in a tar archive, streamed in archive order.
 
-    With ``members``, only those are read, and reading stops once all were seen.
+    With ``members``, only those are read, and reading stops once all were seen. An
+    uncompressed ``.tar`` is then read with seeks over the other members' data; a compressed
+    one has to be decompressed from its start (so for 10⁵+ CIFs, plain ``.tar`` archives or
+    several smaller archives make shard jobs cheaper).
     """
     wanted = None if members is None else set(members)
-    with tarfile.open(archive, mode="r|*") as tar:
+    seekable = wanted is not None and str(archive).lower().endswith(".tar")
+    with tarfile.open(archive, mode="r:" if seekable else "r|*") as tar:
         for member in tar:
             if not member.isfile() or not is_cif(member.name):
                 continue
