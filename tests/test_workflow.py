@@ -182,6 +182,28 @@ def test_mpi_mode_featurizes_every_shard_in_one_job(tmp_path: Path) -> None:
     assert "srun -n 2 mofsieve featurize --mpi --manifest results/big/manifest.csv" in result.stdout
 
 
+def test_train_target_trains_on_this_runs_graphs(tmp_path: Path) -> None:
+    synthetic_run(tmp_path, 1000, 250)
+    (tmp_path / "labels.csv").write_text("mof_id,co2\nMOF000001,1.0\n")
+    result = snakemake(
+        tmp_path, "-n", "-p", "train", "--config", "train={labels: labels.csv, target: co2}"
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    assert counts == {"featurize": 4, "train": 1, "total": 5}
+    assert (
+        "mofsieve train --labels labels.csv --target co2 --graphs results/big/graphs"
+        " --out models/my_model" in result.stdout
+    )
+
+
+def test_train_target_without_labels_says_what_to_set(tmp_path: Path) -> None:
+    synthetic_run(tmp_path, 100, 50)
+    result = snakemake(tmp_path, "-n", "train")
+    assert result.returncode != 0
+    assert "set train.labels" in result.stdout + result.stderr
+
+
 def resources_of_a_predict_job(output: str) -> str:
     block = output.split("rule predict:", 1)[1]
     return next(line for line in block.splitlines() if line.strip().startswith("resources:"))
@@ -203,3 +225,126 @@ def test_slurm_profile_sends_predict_to_the_gpu_partition_and_ci_overlay_to_debu
     resources = resources_of_a_predict_job(overlay.stdout)
     assert "slurm_partition=debug" in resources and "gpu=0" in resources
     assert "slurm_account=root" in resources
+
+
+# ----------------------------------------------------- end to end, local executor, kill -9
+
+
+def _small_core_mof_tar(path: Path, count: int) -> Path:
+    """``count`` real CIFs from the core-mof package plus one broken CIF, as a tar.gz."""
+    import io
+    import tarfile
+
+    from mofsieve.manifest import package_archive
+
+    n = 0
+    with (
+        tarfile.open(package_archive("core-mof:2019-ASR"), "r|*") as src,
+        tarfile.open(path, "w:gz") as dst,
+    ):
+        for member in src:
+            if member.isfile() and member.name.endswith(".cif"):
+                dst.addfile(member, src.extractfile(member))
+                n += 1
+                if n == count:
+                    break
+        broken = b"data_broken\nnot a CIF at all\n"
+        info = tarfile.TarInfo("x/BROKEN.cif")
+        info.size = len(broken)
+        dst.addfile(info, io.BytesIO(broken))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with 24 real CIFs (+1 broken), a tiny model trained on made-up labels, and a
+    config for them; the model is real (mofsieve train) so predict runs for real."""
+    pytest.importorskip("CoRE_MOF", reason="the core-mof package (pip install '.[demo]')")
+    pytest.importorskip("mofsieve.predict", reason="TEMPORARY: predict verb not written yet")
+    root = tmp_path_factory.mktemp("tiny_screen")
+    tar = _small_core_mof_tar(root / "cifs.tar.gz", 24)
+    env = {**os.environ, "PATH": f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}"}
+    mofsieve = str(SNAKEMAKE.with_name("mofsieve"))
+    subprocess.run(
+        [mofsieve, "featurize", str(tar), "--out", str(root / "train_graphs"), "--jobs", "1"],
+        check=True, env=env, capture_output=True, timeout=300,
+    )  # fmt: skip
+    ids = [line.split(",")[0] for line in (root / "train_graphs" / "manifest.csv").open()][1:]
+    rng = __import__("random").Random(0)
+    (root / "labels.csv").write_text(
+        "mof_id,co2\n" + "".join(f"{m},{rng.uniform(0, 5):.3f}\n" for m in ids)
+    )
+    subprocess.run(
+        [mofsieve, "train", "--labels", str(root / "labels.csv"), "--target", "co2",
+         "--graphs", str(root / "train_graphs"), "--out", str(root / "model"),
+         "--epochs", "2", "--ensemble", "2", "--threads", "1"],
+        check=True, env=env, capture_output=True, timeout=600,
+    )  # fmt: skip
+    cfg = minimal(
+        run="tiny",
+        inputs=[str(tar)],
+        shard_size=6,
+        models={"0.15": str(root / "model")},
+        device="cpu",
+        flag={"top_count": 3},
+        featurize={"threads": 1},
+        predict={"threads": 1},
+        report={"pictures": 2},
+    )
+    (root / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return root
+
+
+def _copy_case(tiny_screen: Path, dest: Path) -> Path:
+    dest.mkdir()
+    (dest / "config.yaml").write_text((tiny_screen / "config.yaml").read_text())
+    return dest
+
+
+@pytest.mark.slow
+def test_local_run_end_to_end_then_kill_9_halfway_and_restart_is_byte_identical(
+    tiny_screen: Path, tmp_path: Path
+) -> None:
+    import signal
+
+    straight = _copy_case(tiny_screen, tmp_path / "straight")
+    result = snakemake(straight, "--cores", "2", timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    run = straight / "results" / "tiny"
+    expected = (run / "ranked.csv").read_bytes()
+    n_failed = (run / "failures.csv").read_bytes().count(b"\n") - 1
+    assert expected.count(b"\n") - 1 + n_failed == 25  # every CIF ranked or failed
+    assert expected.count(b"\n") - 1 >= 20
+    assert b"BROKEN" in (run / "failures.csv").read_bytes()
+    assert (run / "gcmc" / "run_raspa.sbatch").is_file()
+    assert (run / "report.html").stat().st_size > 10_000
+
+    # the same run, killed (snakemake and its jobs, SIGKILL) while a predict job is running
+    killed = _copy_case(tiny_screen, tmp_path / "killed")
+    env = {**os.environ, "PATH": f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(
+        [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--cores", "1"],
+        cwd=killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    run = killed / "results" / "tiny"
+    deadline = time.monotonic() + 600
+    running = None
+    while running is None and time.monotonic() < deadline and proc.poll() is None:
+        for log in sorted((run / "logs" / "predict").glob("*/*.log")):
+            out = run / "predictions" / log.parent.name / f"shard-{log.stem}.csv"
+            if not out.exists():
+                running = log
+                break
+        time.sleep(0.05)
+    assert running is not None, "never caught a predict job running"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (run / "ranked.csv").exists()
+    incomplete = list((killed / ".snakemake" / "incomplete").rglob("*"))
+    assert incomplete, "the kill did not land inside a job"
+
+    assert snakemake(killed, "--unlock").returncode == 0
+    result = snakemake(killed, "--cores", "2", "--rerun-incomplete", timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert (run / "ranked.csv").read_bytes() == expected
