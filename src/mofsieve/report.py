@@ -117,7 +117,8 @@ def structure_figure(
     depth = np.cross(u, v)
     x, y, d = cart @ u, cart @ v, cart @ depth
     back_to_front = np.argsort(d)
-    sizes = 40.0 * (covalent_radii[atomic_number.astype(int)] / 0.76) ** 2
+    crowding = min(1.0, 150.0 / max(len(atomic_number), 1))  # big cells: smaller atoms
+    sizes = 40.0 * crowding * (covalent_radii[atomic_number.astype(int)] / 0.76) ** 2
     fig, ax = plt.subplots(figsize=(4.2, 3.8))
     corners = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]], float)
     for shift in (np.zeros(3), np.array([0.0, 0.0, 1.0])):
