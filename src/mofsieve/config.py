@@ -144,6 +144,11 @@ def quantity(cfg: dict[str, Any]) -> str:
     return f"{t['gas']} {what}, {format(float(t['temperature_K']), 'g')} K"
 
 
+def shell_words(words: list[str]) -> str:
+    """Words quoted for a shell command line (input paths may hold spaces)."""
+    return shlex.join(words)
+
+
 def flag_arguments(cfg: dict[str, Any]) -> str:
     flag = cfg["flag"]
     if "top_count" in flag:

@@ -2,7 +2,7 @@ checkpoint manifest:
     output:
         manifest=f"{RUN}/manifest.csv",
     params:
-        inputs=" ".join(config["inputs"]),
+        inputs=mconfig.shell_words(config["inputs"]),
         shard_size=config["shard_size"],
     log:
         f"{RUN}/logs/manifest.log",
