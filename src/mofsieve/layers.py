@@ -1,0 +1,341 @@
+"""Graph layers of the AE-CGCNN surrogate, one ``MessagePassing`` class per operator.
+
+Notation: atom features ``v`` (N×F), edge features ``e`` (E×D), ``edge_index = [j, i]``
+(messages flow from neighbour ``j`` to centre ``i``; ``k`` tells apart periodic images of the
+same pair), ``z_ijk = v_i ⊕ v_j ⊕ e_ijk``, ``g`` = softplus, ``σ`` = sigmoid.
+
+Why the layers are cheap: every layer starts with a linear map of ``z_ijk``. Done per edge
+that is an (E × (2F+D)) · ((2F+D) × H) product over ~12 edges per atom. Because the map is
+linear it splits, ``W·(v_i ⊕ v_j ⊕ e) = W_i v_i + W_j v_j + W_e e``: the node terms are
+computed once per atom and gathered, and only ``W_e e`` (D=41 or 42 columns) is per edge.
+:class:`PairProjection` does this; its ``per_edge`` switch runs the textbook concatenation
+with the very same weights, which is what ``bench/predict.py`` compares against.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch_geometric.nn import MessagePassing
+from torch_geometric.utils import scatter, softmax
+
+
+class GaussianExpansion(nn.Module):
+    """Distances (E,) → radial basis exp(-(d - μ_k)² / w²), μ_k = start, start+step, …, stop.
+
+    Runs on the model's device, so shards only store distances.
+    """
+
+    def __init__(
+        self, start: float = 0.0, stop: float = 8.0, step: float = 0.2, width: float | None = None
+    ) -> None:
+        super().__init__()
+        n = int(round((stop - start) / step)) + 1
+        self.register_buffer("centers", torch.linspace(start, stop, n), persistent=False)
+        self.width = float(width if width is not None else step)
+
+    @property
+    def num_features(self) -> int:
+        return int(self.centers.numel())
+
+    def forward(self, dist: Tensor) -> Tensor:
+        exponent = ((dist.unsqueeze(-1) - self.centers) / self.width) ** 2
+        # exp(-x) for x in ~(87, 103) is a denormal float, which makes CPU matrix products ten
+        # times slower; those basis values are zero for every purpose.
+        return torch.exp(-exponent).masked_fill_(exponent > 50.0, 0.0)
+
+
+class _GatherRows(torch.autograd.Function):
+    """``x[index]`` whose backward is one ``scatter_add_`` (3× faster on CPU than the
+    accumulating ``index_put_`` that autograd uses for advanced indexing)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.num_rows = x.size(0)  # type: ignore[attr-defined]
+        return x.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
+        (index,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        grad = grad.contiguous()
+        out = grad.new_zeros((ctx.num_rows, *grad.shape[1:]))  # type: ignore[attr-defined]
+        expanded = index.view(-1, *([1] * (grad.dim() - 1))).expand_as(grad)
+        return out.scatter_add_(0, expanded, grad), None
+
+
+def gather_rows(x: Tensor, index: Tensor) -> Tensor:
+    """Rows of ``x`` at ``index`` (differentiable in ``x``)."""
+    return _GatherRows.apply(x, index)
+
+
+class PairProjection(nn.Module):
+    """``W·(v_i ⊕ v_j ⊕ e) + b`` for every edge, computed as ``W_i v_i + W_j v_j + W_e e + b``.
+
+    ``per_edge=True`` gathers ``v_i`` and ``v_j`` to every edge, concatenates and multiplies by
+    the stacked weight, the straightforward form; both give the same numbers.
+    """
+
+    per_edge: bool = False
+
+    def __init__(self, node_dim: int, edge_dim: int, out_dim: int, bias: bool = True) -> None:
+        super().__init__()
+        self.lin_i = nn.Linear(node_dim, out_dim, bias=bias)
+        self.lin_j = nn.Linear(node_dim, out_dim, bias=False)
+        self.lin_e = nn.Linear(edge_dim, out_dim, bias=False)
+
+    def reset_parameters(self) -> None:
+        # One fan-in for the three parts, as if they were one Linear over the concatenation.
+        fan_in = self.lin_i.in_features + self.lin_j.in_features + self.lin_e.in_features
+        bound = 1.0 / math.sqrt(fan_in)
+        for lin in (self.lin_i, self.lin_j, self.lin_e):
+            nn.init.uniform_(lin.weight, -bound, bound)
+        if self.lin_i.bias is not None:
+            nn.init.uniform_(self.lin_i.bias, -bound, bound)
+
+    def forward(self, x: Tensor, edge_attr: Tensor, edge_index: Tensor) -> Tensor:
+        src, dst = edge_index[0], edge_index[1]
+        if self.per_edge:
+            z = torch.cat([x[dst], x[src], edge_attr], dim=-1)
+            weight = torch.cat([self.lin_i.weight, self.lin_j.weight, self.lin_e.weight], dim=1)
+            return F.linear(z, weight, self.lin_i.bias)
+        return (gather_rows(self.lin_i(x), dst) + gather_rows(self.lin_j(x), src)).add_(
+            self.lin_e(edge_attr)
+        )
+
+
+class CGConv(MessagePassing):
+    r"""Crystal graph convolution of Xie & Grossman (the CGCNN baseline).
+
+    .. math::
+        v_i' = v_i + \mathrm{BN}\Big(\sum_{j,k} \sigma(z_{ijk} W_c + b_c) \odot
+               g(z_{ijk} W_s + b_s)\Big), \qquad z_{ijk} = v_i \oplus v_j \oplus e_{ijk}
+
+    The per-channel sigmoid gate weighs each neighbour independently (no normalisation).
+    """
+
+    def __init__(self, channels: int, edge_dim: int) -> None:
+        super().__init__(aggr="sum")
+        self.channels = channels
+        self.pair = PairProjection(channels, edge_dim, 2 * channels)
+        self.norm = nn.BatchNorm1d(channels)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        self.pair.reset_parameters()
+        self.norm.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        zw = self.pair(x, edge_attr, edge_index)
+        aggregated = self.propagate(edge_index, zw=zw, size=(x.size(0), x.size(0)))
+        return x + self.norm(aggregated)
+
+    def message(self, zw: Tensor) -> Tensor:
+        gate, core = zw.chunk(2, dim=-1)
+        return torch.sigmoid(gate) * F.softplus(core)
+
+
+class EdgeConv(MessagePassing):
+    r"""Edge convolution (+Edge): edge features evolve with the atoms at their two ends.
+
+    .. math::
+        e_{ijk}' = e_{ijk} + g\big(\mathrm{BN}(z_{ijk} W_e + b_e)\big)
+
+    i.e. :math:`e' = \Gamma(e \oplus v_i \oplus v_j)` with a residual, so that a layer that
+    learns nothing leaves the distances' expansion intact. Implemented through PyG's
+    ``edge_updater``; it aggregates nothing.
+    """
+
+    def __init__(self, node_dim: int, edge_dim: int) -> None:
+        super().__init__(aggr="sum")
+        self.pair = PairProjection(node_dim, edge_dim, edge_dim)
+        self.norm = nn.BatchNorm1d(edge_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        self.pair.reset_parameters()
+        self.norm.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        return self.edge_updater(edge_index, x=x, edge_attr=edge_attr)
+
+    def edge_update(self, x: Tensor, edge_attr: Tensor, edge_index: Tensor) -> Tensor:
+        # x is the full node matrix here (no _i/_j suffix), PairProjection does the gathering.
+        return edge_attr + F.softplus(self.norm(self.pair(x, edge_attr, edge_index)))
+
+
+def incoming_ptr(index: Tensor, num_nodes: int) -> Tensor | None:
+    """CSR pointer of edges grouped by centre atom, or None if they are not grouped.
+
+    Shards store each centre's neighbours contiguously; with a pointer, PyG's ``softmax``
+    takes its segment path, much faster on CPU than scatter-max over an unsorted index.
+    """
+    if index.numel() > 1 and not bool((index[1:] >= index[:-1]).all()):
+        return None
+    counts = torch.bincount(index, minlength=num_nodes)
+    return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+
+
+class GraphAttentionConv(MessagePassing):
+    r"""Softmax neighbour attention (+Attention): the CGCNN gate normalised over neighbours.
+
+    .. math::
+        u_{ijk} = z_{ijk} W + b, \quad
+        \alpha^{m}_{ijk} = \operatorname{softmax}_{(j,k) \in \mathcal{N}(i)}
+                       \big(a_m^\top \mathrm{LeakyReLU}(u_{ijk})\big), \quad
+        h^{m}_i = \sum_{j,k} \alpha^{m}_{ijk}\, g(u_{ijk}), \quad
+        v_i' = v_i + \mathrm{BN}\big(\textstyle\sum_m \beta^m_i h^m_i\big)
+
+    With one head (:math:`\beta = 1`) this is the +Attention column: one scalar weight per
+    edge, summing to 1 over the incident edges of each atom, scored GATv2-style from the same
+    projection that gives the message, so the layer costs less than a CGCNN layer. Heads share
+    the message :math:`g(u)` and differ in their scores :math:`a_m`; how they are combined
+    (:math:`\beta`) is what the subclasses change. Since the heads share the message,
+    :math:`\sum_m \beta^m_i h^m_i = \sum_{j,k} w_{ijk} g(u_{ijk})` with
+    :math:`w_{ijk} = \sum_m \beta^m_i \alpha^m_{ijk}`, so a layer aggregates once, not once
+    per head.
+    """
+
+    def __init__(self, channels: int, edge_dim: int, heads: int = 1,
+                 negative_slope: float = 0.2) -> None:
+        super().__init__(aggr="sum")
+        self.channels = channels
+        self.heads = heads
+        self.negative_slope = negative_slope
+        self.pair = PairProjection(channels, edge_dim, channels)
+        self.att = nn.Linear(channels, heads, bias=False)
+        self.norm = nn.BatchNorm1d(channels)
+        self._init_head_combination()
+        self.reset_parameters()
+
+    def _init_head_combination(self) -> None:
+        """Subclasses that learn how to combine heads create their parameters here."""
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        self.pair.reset_parameters()
+        self.att.reset_parameters()
+        self.norm.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor,
+                return_attention_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """New atom features; with ``return_attention_weights`` also the per-head weights
+        α (E×heads) and the combined edge weights w (E,), each summing to 1 per atom."""
+        n = x.size(0)
+        dst = edge_index[1]
+        u = self.pair(x, edge_attr, edge_index)
+        score = self.att(F.leaky_relu(u, self.negative_slope))  # E × heads
+        alpha = softmax(score, dst, incoming_ptr(dst, n), num_nodes=n)
+        weight = self.edge_weight(alpha, x, dst)
+        aggregated = self.propagate(edge_index, u=u, weight=weight, size=(n, n))
+        out = x + self.norm(aggregated)
+        if return_attention_weights:
+            return out, (alpha, weight)
+        return out
+
+    def edge_weight(self, alpha: Tensor, x: Tensor, dst: Tensor) -> Tensor:
+        """Combine the heads' weights into one per edge (E,); one head passes through."""
+        return alpha.mean(dim=-1)
+
+    def message(self, u: Tensor, weight: Tensor) -> Tensor:
+        return weight.unsqueeze(-1) * F.softplus(u)
+
+
+class MultiHeadAttentionConv(GraphAttentionConv):
+    r"""Multi-head neighbour attention with averaging (+AttenII).
+
+    .. math::
+        v_i' = v_i + \mathrm{BN}\Big(\frac{1}{M} \sum_{m=1}^{M} \sum_{j,k}
+               \alpha^{m}_{ijk}\, g(u_{ijk})\Big)
+
+    with :math:`\alpha^m` as in :class:`GraphAttentionConv`, one score vector per head.
+    """
+
+    def __init__(self, channels: int, edge_dim: int, heads: int = 3) -> None:
+        super().__init__(channels, edge_dim, heads=heads)
+
+
+class HeadAttentionConv(GraphAttentionConv):
+    r"""Multi-head neighbour attention whose heads are combined by attention (+AttenIII).
+
+    .. math::
+        \beta_i^m = \operatorname{softmax}_m\big(q_m^\top v_i + c_m\big), \quad
+        v_i' = v_i + \mathrm{BN}\Big(\sum_m \beta_i^m \sum_{j,k}
+               \alpha^{m}_{ijk}\, g(u_{ijk})\Big)
+
+    Each atom learns which head's view of its neighbourhood to trust: a softmax over heads
+    replaces the fixed 1/M of :class:`MultiHeadAttentionConv`.
+    """
+
+    def __init__(self, channels: int, edge_dim: int, heads: int = 3) -> None:
+        super().__init__(channels, edge_dim, heads=heads)
+
+    def _init_head_combination(self) -> None:
+        self.head_query = nn.Linear(self.channels, self.heads)
+        self.last_head_weights: Tensor | None = None
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        self.head_query.reset_parameters()
+
+    def edge_weight(self, alpha: Tensor, x: Tensor, dst: Tensor) -> Tensor:
+        beta = torch.softmax(self.head_query(x), dim=-1)  # N × heads, sums to 1 per atom
+        self.last_head_weights = beta.detach()
+        return (alpha * gather_rows(beta, dst)).sum(dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Readouts: crystal vector from atom vectors. Not message passing; plain modules.
+
+
+class MeanReadout(nn.Module):
+    """c = (1/N) Σ_i v_i: intensive targets (uptake per mass) do not grow with the cell."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+    def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor | None]:
+        return scatter(x, batch, dim=0, dim_size=num_graphs, reduce="mean"), None
+
+
+class SumReadout(nn.Module):
+    """c = Σ_i v_i, for extensive targets."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+    def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor | None]:
+        return scatter(x, batch, dim=0, dim_size=num_graphs, reduce="sum"), None
+
+
+class AttentionReadout(nn.Module):
+    r"""Attention pooling: :math:`c = \sum_i \operatorname{softmax}_i(a_i)\, v_i`,
+    :math:`a_i = w_2^\top \tanh(W_1 v_i + b_1)`.
+
+    Returns the per-atom weights (summing to 1 over each crystal's atoms) alongside ``c``:
+    they are the atom importances the report draws.
+    """
+
+    def __init__(self, channels: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.lin1 = nn.Linear(channels, hidden)
+        self.lin2 = nn.Linear(hidden, 1, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.lin1.reset_parameters()
+        self.lin2.reset_parameters()
+
+    def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor]:
+        score = self.lin2(torch.tanh(self.lin1(x))).squeeze(-1)
+        weights = softmax(score, batch, num_nodes=num_graphs)
+        pooled = scatter(weights.unsqueeze(-1) * x, batch, dim=0, dim_size=num_graphs, reduce="sum")
+        return pooled, weights
+
+
+READOUTS = {"mean": MeanReadout, "sum": SumReadout, "attention": AttentionReadout}

@@ -1,0 +1,348 @@
+"""The AE-CGCNN surrogate (Cong et al.) and its ablations, built from one :class:`ModelConfig`.
+
+Every column of the seed paper's Table I is a preset in :data:`VARIANTS`:
+
+=============  ================================================================
+``cgcnn``      CGCNN convolutions (sigmoid gate), fixed Gaussian edge features
+``edge``       + edge convolution (edge features updated every layer)
+``attention``  + softmax neighbour attention instead of the sigmoid gate
+``cg``         + partial charges (C) and cell descriptors (G: lattice lengths and
+               angles, volume per atom, density) before the MLP
+``atten2``     + 3 attention heads, averaged
+``atten3``     + attention over the 3 heads instead of averaging (AE-CGCNN)
+``de-atten3``  + shard global descriptors (pore geometry…) before the MLP, the
+               descriptor-hybridised variant of Gong et al.
+=============  ================================================================
+
+Readout (``mean``, ``sum``, ``attention``) is independent of the variant. Partial charges
+enter as ``embed(Z) + Linear(rbf(q)·has_q ⊕ has_q)``: an atom without a charge (a CIF
+without ``_atom_site_charge``, NaN in the shard) simply gets the charge-free embedding, and
+training drops charges from a share of crystals so that the model stays good without them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch_geometric.utils import scatter
+
+from mofsieve.layers import (
+    READOUTS,
+    CGConv,
+    EdgeConv,
+    GaussianExpansion,
+    GraphAttentionConv,
+    HeadAttentionConv,
+    MultiHeadAttentionConv,
+    PairProjection,
+)
+
+MODEL_CLASS = "AECGCNN"
+MODEL_FORMAT_VERSION = 1
+MAX_Z = 119
+AVOGADRO_G_CM3 = 1.66053907  # amu/Å³ → g/cm³
+
+CELL_FEATURE_NAMES = (
+    "log_a",
+    "log_b",
+    "log_c",
+    "cos_alpha",
+    "cos_beta",
+    "cos_gamma",
+    "log_volume_per_atom",
+    "density_g_cm3",
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that decides the architecture (stored as ``init`` in ``model.json``)."""
+
+    conv: str = "cgcnn"  # "cgcnn" (sigmoid gate) or "attention" (softmax over neighbours)
+    heads: int = 1
+    head_combine: str = "mean"  # "mean" (AttenII) or "attention" (AttenIII)
+    edge_update: bool = False
+    use_charge: bool = False
+    use_cell: bool = False
+    global_features: tuple[str, ...] = field(default_factory=tuple)
+    readout: str = "mean"
+    num_layers: int = 4
+    atom_dim: int = 64
+    edge_dim: int = 42
+    mlp_hidden: int = 128
+    rbf_stop: float = 8.0
+    rbf_step: float = 0.2
+    charge_dropout: float = 0.0  # share of crystals whose charges are hidden in training
+
+    def __post_init__(self) -> None:
+        if self.conv not in ("cgcnn", "attention"):
+            raise ValueError(f"conv must be 'cgcnn' or 'attention', not {self.conv!r}")
+        if self.head_combine not in ("mean", "attention"):
+            raise ValueError(
+                f"head_combine must be 'mean' or 'attention', not {self.head_combine!r}"
+            )
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {sorted(READOUTS)}, not {self.readout!r}")
+        if self.conv == "cgcnn" and self.heads != 1:
+            raise ValueError("the CGCNN convolution has no heads; use conv='attention'")
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["global_features"] = list(self.global_features)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}")
+        d = dict(d)
+        d["global_features"] = tuple(d.get("global_features", ()))
+        return cls(**d)
+
+
+_CGCNN = ModelConfig()
+_EDGE = replace(_CGCNN, edge_update=True)
+_ATTENTION = replace(_EDGE, conv="attention")
+_CG = replace(_ATTENTION, use_charge=True, use_cell=True, charge_dropout=0.25)
+_ATTEN2 = replace(_CG, heads=3, head_combine="mean")
+_ATTEN3 = replace(_ATTEN2, head_combine="attention")
+VARIANTS: dict[str, ModelConfig] = {
+    "cgcnn": _CGCNN,
+    "edge": _EDGE,
+    "attention": _ATTENTION,
+    "cg": _CG,
+    "atten2": _ATTEN2,
+    "atten3": _ATTEN3,
+    # The global descriptor names are filled in from the shards by `mofsieve train`.
+    "de-atten3": _ATTEN3,
+}
+
+
+def variant_config(name: str, **overrides: Any) -> ModelConfig:
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; choose from {sorted(VARIANTS)}")
+    return replace(VARIANTS[name], **overrides)
+
+
+def _atomic_masses() -> Tensor:
+    from ase.data import atomic_masses
+
+    masses = torch.zeros(MAX_Z, dtype=torch.float32)
+    n = min(MAX_Z, len(atomic_masses))
+    masses[:n] = torch.as_tensor(atomic_masses[:n], dtype=torch.float32)
+    return masses
+
+
+def cell_features(lattice: Tensor, z: Tensor, batch: Tensor, masses: Tensor) -> Tensor:
+    """G×8 cell descriptors (see :data:`CELL_FEATURE_NAMES`) from lattices (G×3×3) and atoms."""
+    num_graphs = lattice.size(0)
+    lengths = lattice.norm(dim=-1)  # G×3: a, b, c
+    a, b, c = lattice[:, 0], lattice[:, 1], lattice[:, 2]
+
+    def cos(u: Tensor, v: Tensor) -> Tensor:
+        return (u * v).sum(-1) / (u.norm(dim=-1) * v.norm(dim=-1))
+
+    volume = torch.linalg.det(lattice.double()).abs().to(lattice.dtype)
+    n_atoms = scatter(torch.ones_like(z, dtype=lattice.dtype), batch, 0, dim_size=num_graphs)
+    mass = scatter(masses[z], batch, 0, dim_size=num_graphs)
+    return torch.stack(
+        [
+            *lengths.log().unbind(-1),
+            cos(b, c),
+            cos(a, c),
+            cos(a, b),
+            (volume / n_atoms).log(),
+            mass * AVOGADRO_G_CM3 / volume,
+        ],
+        dim=-1,
+    )
+
+
+class AECGCNN(nn.Module):
+    """Crystal graph → one standardised target value per crystal.
+
+    ``forward(data)`` takes a PyG batch with ``z``, ``edge_index``, ``edge_dist``, ``batch``
+    and, as the config needs them, ``charge``, ``lattice``, ``global_features`` (already in
+    the order of ``config.global_features``). Descriptor standardisation lives in buffers, so
+    it travels with the weights.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        cfg = config
+        self.rbf = GaussianExpansion(0.0, cfg.rbf_stop, cfg.rbf_step)
+        self.embed = nn.Embedding(MAX_Z, cfg.atom_dim)
+        if cfg.use_charge:
+            self.charge_rbf = GaussianExpansion(-2.0, 2.0, 0.25)
+            self.charge_embed = nn.Linear(self.charge_rbf.num_features + 1, cfg.atom_dim)
+        edge_dim = self.rbf.num_features
+        if cfg.edge_update:
+            self.edge_embed = nn.Linear(edge_dim, cfg.edge_dim)
+            edge_dim = cfg.edge_dim
+            self.edge_convs = nn.ModuleList(
+                EdgeConv(cfg.atom_dim, edge_dim) for _ in range(cfg.num_layers)
+            )
+        self.convs = nn.ModuleList(self._conv(edge_dim) for _ in range(cfg.num_layers))
+        self.readout = (
+            READOUTS[cfg.readout](cfg.atom_dim)
+            if cfg.readout == "attention"
+            else READOUTS[cfg.readout]()
+        )
+        n_cell = len(CELL_FEATURE_NAMES) if cfg.use_cell else 0
+        n_global = len(cfg.global_features)
+        self.register_buffer("masses", _atomic_masses(), persistent=False)
+        self.register_buffer("cell_mean", torch.zeros(n_cell))
+        self.register_buffer("cell_std", torch.ones(n_cell))
+        self.register_buffer("global_mean", torch.zeros(n_global))
+        self.register_buffer("global_std", torch.ones(n_global))
+        self.mlp_in = nn.Linear(cfg.atom_dim + n_cell + n_global, cfg.mlp_hidden)
+        self.mlp_out = nn.Linear(cfg.mlp_hidden, 1)
+
+    def _conv(self, edge_dim: int) -> nn.Module:
+        cfg = self.config
+        if cfg.conv == "cgcnn":
+            return CGConv(cfg.atom_dim, edge_dim)
+        if cfg.heads == 1:
+            return GraphAttentionConv(cfg.atom_dim, edge_dim)
+        if cfg.head_combine == "mean":
+            return MultiHeadAttentionConv(cfg.atom_dim, edge_dim, heads=cfg.heads)
+        return HeadAttentionConv(cfg.atom_dim, edge_dim, heads=cfg.heads)
+
+    def set_per_edge(self, per_edge: bool) -> None:
+        """Switch every layer to the straightforward per-edge concatenation (benchmarks)."""
+        for module in self.modules():
+            if isinstance(module, PairProjection):
+                module.per_edge = per_edge
+
+    # -- descriptors -------------------------------------------------------------------------
+
+    def raw_descriptors(self, data: Any) -> Tensor | None:
+        """Unstandardised G×D descriptors (cell, then shard globals), or None if none used."""
+        parts = []
+        num_graphs = int(data.num_graphs)
+        if self.config.use_cell:
+            parts.append(cell_features(data.lattice, data.z, data.batch, self.masses))
+        if self.config.global_features:
+            parts.append(data.global_features.view(num_graphs, -1))
+        return torch.cat(parts, dim=-1) if parts else None
+
+    def fit_descriptor_scaling(self, descriptors: Tensor) -> None:
+        """Set the standardisation buffers from the training set's raw descriptors (G×D)."""
+        mean = torch.nanmean(descriptors, dim=0)
+        std = torch.sqrt(torch.nanmean((descriptors - mean) ** 2, dim=0)).clamp_min(1e-6)
+        n_cell = self.cell_mean.numel()
+        self.cell_mean.copy_(mean[:n_cell])
+        self.cell_std.copy_(std[:n_cell])
+        self.global_mean.copy_(mean[n_cell:])
+        self.global_std.copy_(std[n_cell:])
+
+    # -- forward -----------------------------------------------------------------------------
+
+    def atom_inputs(self, data: Any) -> Tensor:
+        x = self.embed(data.z)
+        if self.config.use_charge:
+            has_charge = ~torch.isnan(data.charge)
+            if self.training and self.config.charge_dropout > 0:
+                hidden = (
+                    torch.rand(int(data.num_graphs), device=x.device) < self.config.charge_dropout
+                )
+                has_charge = has_charge & ~hidden[data.batch]
+            q = torch.where(has_charge, data.charge, torch.zeros_like(data.charge))
+            flag = has_charge.to(x.dtype).unsqueeze(-1)
+            x = x + self.charge_embed(torch.cat([self.charge_rbf(q) * flag, flag], dim=-1))
+        return x
+
+    def forward(
+        self, data: Any, return_atom_weights: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor | None]:
+        """Standardised predictions (G,); with ``return_atom_weights`` also the readout's
+        per-atom weights (N,), None unless the readout is attention pooling."""
+        num_graphs = int(data.num_graphs)
+        edge_index = data.edge_index
+        x = self.atom_inputs(data)
+        e = self.rbf(data.edge_dist)
+        if self.config.edge_update:
+            e = self.edge_embed(e)
+        for layer in range(self.config.num_layers):
+            if self.config.edge_update:
+                e = self.edge_convs[layer](x, edge_index, e)
+            x = self.convs[layer](x, edge_index, e)
+        pooled, atom_weights = self.readout(x, data.batch, num_graphs)
+        descriptors = self.raw_descriptors(data)
+        if descriptors is not None:
+            mean = torch.cat([self.cell_mean, self.global_mean])
+            std = torch.cat([self.cell_std, self.global_std])
+            # A descriptor that could not be computed (NaN) sits at the training mean.
+            pooled = torch.cat([pooled, torch.nan_to_num((descriptors - mean) / std)], dim=-1)
+        out = self.mlp_out(F.softplus(self.mlp_in(pooled))).squeeze(-1)
+        if return_atom_weights:
+            return out, atom_weights
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Model directories: model.json + one weights file per ensemble member (design §3).
+
+
+def member_filename(k: int) -> str:
+    return f"member-{k}.pt"
+
+
+def save_model_dir(out: Path, members: Sequence[AECGCNN], meta: dict[str, Any]) -> None:
+    """Write weights of every member and ``model.json`` (written last, atomically)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for k, member in enumerate(members):
+        tmp = out / f".{member_filename(k)}.tmp"
+        torch.save(member.state_dict(), tmp)
+        tmp.replace(out / member_filename(k))
+    meta = {
+        "class": MODEL_CLASS,
+        "format_version": MODEL_FORMAT_VERSION,
+        "init": members[0].config.to_json(),
+        "weights": [member_filename(k) for k in range(len(members))],
+        **meta,
+    }
+    tmp = out / ".model.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(out / "model.json")
+
+
+def read_model_json(model_dir: Path) -> dict[str, Any]:
+    path = Path(model_dir) / "model.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no model.json in {model_dir}")
+    meta = json.loads(path.read_text())
+    if meta.get("class") != MODEL_CLASS:
+        raise ValueError(f"{path}: model class {meta.get('class')!r}, expected {MODEL_CLASS!r}")
+    if int(meta.get("format_version", -1)) != MODEL_FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: model format version {meta.get('format_version')}, this mofsieve reads "
+            f"version {MODEL_FORMAT_VERSION}"
+        )
+    return meta
+
+
+def load_model_dir(
+    model_dir: Path, device: str | torch.device = "cpu"
+) -> tuple[list[AECGCNN], dict[str, Any]]:
+    """All ensemble members (eval mode, on ``device``) and the metadata of ``model.json``."""
+    model_dir = Path(model_dir)
+    meta = read_model_json(model_dir)
+    config = ModelConfig.from_json(meta["init"])
+    members = []
+    for name in meta["weights"]:
+        model = AECGCNN(config)
+        state = torch.load(model_dir / name, map_location=device, weights_only=True)
+        model.load_state_dict(state)
+        members.append(model.to(device).eval())
+    return members, meta
