@@ -106,6 +106,21 @@ def test_featurization_follows_the_models_and_refuses_disagreeing_ones(tmp_path:
         mconfig.featurize_arguments(cfg)
 
 
+def test_attention_outputs_only_for_attention_pooling_models(tmp_path: Path) -> None:
+    for name, readout in [("att", "attention"), ("mean", "mean")]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.json").write_text(f'{{"init": {{"readout": "{readout}"}}}}')
+    cfg = mconfig.validate_config(
+        minimal(models={"0.15": str(tmp_path / "att"), "16": str(tmp_path / "mean")}), SCHEMA
+    )
+    assert (
+        mconfig.report_attention_argument(cfg) == "--attention results/screen/predictions/0.15bar"
+    )
+    cfg["target"]["pressure"] = "working_capacity"  # ranks with the 16 bar (mean) model too
+    assert mconfig.report_attention_argument(cfg) == ""
+    assert not mconfig.attention_pooling([str(tmp_path / "absent")])
+
+
 def test_shard_ids_come_from_the_manifest(tmp_path: Path) -> None:
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("mof_id,source,sha1,n_bytes,shard\na,x,s,1,0\nb,y,s,1,0\nc,z,s,1,1\n")
@@ -260,7 +275,6 @@ def tiny_screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with 24 real CIFs (+1 broken), a tiny model trained on made-up labels, and a
     config for them; the model is real (mofsieve train) so predict runs for real."""
     pytest.importorskip("CoRE_MOF", reason="the core-mof package (pip install '.[demo]')")
-    pytest.importorskip("mofsieve.predict", reason="TEMPORARY: predict verb not written yet")
     root = tmp_path_factory.mktemp("tiny_screen")
     tar = _small_core_mof_tar(root / "cifs.tar.gz", 24)
     env = {**os.environ, "PATH": f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}"}
@@ -277,7 +291,7 @@ def tiny_screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(
         [mofsieve, "train", "--labels", str(root / "labels.csv"), "--target", "co2",
          "--graphs", str(root / "train_graphs"), "--out", str(root / "model"),
-         "--epochs", "2", "--ensemble", "2", "--threads", "1"],
+         "--epochs", "2", "--ensemble", "2", "--threads", "1", "--readout", "attention"],
         check=True, env=env, capture_output=True, timeout=600,
     )  # fmt: skip
     cfg = minimal(

@@ -214,6 +214,26 @@ def featurize_arguments(cfg: dict[str, Any]) -> str:
     return shlex.join(args)
 
 
+def attention_pooling(model_dirs: list[str]) -> bool:
+    """True when every model exists and pools atoms with attention (so it has per-atom weights
+    for the report); mean- or sum-pooling models have none to give."""
+    for directory in model_dirs:
+        path = Path(directory) / "model.json"
+        if not path.is_file():
+            return False
+        init = json.loads(path.read_text()).get("init", {})
+        if init.get("readout") != "attention":
+            return False
+    return True
+
+
+def report_attention_argument(cfg: dict[str, Any]) -> str:
+    label = model_labels(cfg)[0]
+    if not attention_pooling([model_dir(cfg, label) for label in model_labels(cfg)]):
+        return ""
+    return f"--attention {run_dir(cfg)}/predictions/{label}"
+
+
 @lru_cache(maxsize=8)
 def _n_shards_cached(path: str, mtime_ns: int, size: int) -> int:
     n = 0

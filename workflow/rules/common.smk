@@ -15,6 +15,8 @@ MODELS = mconfig.model_labels(config)  # e.g. ["0.15bar"], or ["16bar", "0.15bar
 RANKING_MODEL = MODELS[0]
 MPI_FEATURIZE = config["featurize"]["mpi"]
 GRAPHS = f"{RUN}/graphs"
+# per-atom attention weights exist only for attention-pooling models (for the report)
+ATTENTION = mconfig.attention_pooling([mconfig.model_dir(config, m) for m in MODELS])
 
 
 wildcard_constraints:
@@ -66,6 +68,8 @@ def predictions_of(position):
 
 
 def ranking_attention(wildcards):
+    if not ATTENTION:
+        return []
     return expand(
         f"{RUN}/predictions/{RANKING_MODEL}/attention-{{shard}}.h5", shard=shards(wildcards)
     )

@@ -9,7 +9,7 @@ rule report:
         report=f"{RUN}/report.html",
     params:
         graphs=GRAPHS,
-        attention=f"{RUN}/predictions/{RANKING_MODEL}",
+        attention=mconfig.report_attention_argument(config),
         quantity=mconfig.quantity(config),
         table_rows=config["report"]["table_rows"],
         pictures=config["report"]["pictures"],
@@ -26,6 +26,6 @@ rule report:
     shell:
         "mofsieve report --ranked {input.ranked} --failures {input.failures}"
         " --manifest {input.manifest} --graphs {params.graphs}"
-        " --attention {params.attention} --quantity '{params.quantity}'"
+        " {params.attention} --quantity '{params.quantity}'"
         " --title '{params.title}' --top {params.table_rows}"
         " --pictures {params.pictures} --out {output.report} > {log} 2>&1"
