@@ -1,0 +1,231 @@
+"""`mofsieve predict`: run a shipped or trained model over graph shards.
+
+Writes ``mof_id,prediction,uncertainty,n_atoms`` (ensemble mean and standard deviation, in the
+model's unit) atomically, and optionally the attention-pooling weight of every atom to HDF5.
+Shards are read one at a time and batched by total atom count, so memory does not grow with
+the number of MOFs. Every shard's featurization parameters are checked against the model's
+before anything is computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("mof_id", "prediction", "uncertainty", "n_atoms")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, type=Path, help="model directory (model.json + weights)")
+    parser.add_argument("--graphs", required=True, nargs="+", help="graph shards or folders of shard-*.h5")
+    parser.add_argument("--out", required=True, type=Path, help="predictions CSV to write")
+    parser.add_argument("--attention", type=Path, help="also write per-atom attention-pooling weights (HDF5)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--batch-atoms", type=int, default=20000, help="atoms per batch (at most; a bigger crystal runs alone)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mofsieve.store import FeaturizationMismatch, ShardFormatError
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    try:
+        n = predict(args.model, args.graphs, args.out, attention_path=args.attention,
+                    device=args.device, batch_atoms=args.batch_atoms)
+    except FeaturizationMismatch as err:
+        log.error("refusing to predict: %s", err)
+        return 3
+    except (ShardFormatError, FileNotFoundError, ValueError) as err:
+        log.error("%s", err)
+        return 2
+    log.info("wrote %d predictions to %s", n, args.out)
+    return 0
+
+
+def select_device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def model_featurization(meta: dict[str, Any]) -> Any:
+    from mofsieve.store import FeaturizationParams
+
+    f = meta["featurization"]
+    return FeaturizationParams(
+        cutoff=float(f["cutoff"]),
+        max_neighbors=int(f["max_neighbors"]),
+        atom_features=str(f["atom_features"]),
+        global_feature_names=tuple(f["global_feature_names"]),
+    )
+
+
+class Predictor:
+    """An ensemble on a device that turns PyG batches into predictions in the target's unit."""
+
+    def __init__(self, model_dir: Path, device: str = "auto") -> None:
+        from mofsieve.model import load_model_dir
+
+        self.device = select_device(device)
+        self.members, self.meta = load_model_dir(model_dir, self.device)
+        self.params = model_featurization(self.meta)
+        self.mean = float(self.meta["normalisation"]["mean"])
+        self.std = float(self.meta["normalisation"]["std"])
+        self.clip_min = self.meta["target"].get("clip_min")
+
+    def check(self, shard_params: Any, what: str) -> None:
+        self.params.check_compatible(shard_params, what=what)
+
+    def __call__(self, batch: Any, atom_weights: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Ensemble mean and standard deviation per graph, and mean per-atom pooling weights."""
+        import torch
+
+        batch = batch.to(self.device)
+        preds, weights = [], []
+        with torch.no_grad():
+            for member in self.members:
+                out, w = member(batch, return_atom_weights=True)
+                preds.append(out.double() * self.std + self.mean)
+                if atom_weights and w is not None:
+                    weights.append(w.double())
+        stacked = torch.stack(preds)
+        mean = stacked.mean(0)
+        if self.clip_min is not None:
+            mean = mean.clamp_min(float(self.clip_min))
+        std = stacked.std(0, unbiased=False) if len(preds) > 1 else torch.zeros_like(mean)
+        w_mean = torch.stack(weights).mean(0).cpu().numpy() if weights else None
+        return mean.cpu().numpy(), std.cpu().numpy(), w_mean
+
+
+def iter_shard_batches(reader: Any, global_index: Sequence[int], batch_atoms: int) -> Iterator[tuple[list[int], Any]]:
+    """Consecutive graphs of one shard, batched by total atom count."""
+    from torch_geometric.data import Batch
+
+    from mofsieve.train import graph_to_data, pack_by_atoms
+
+    n_atoms = np.diff(reader.node_ptr)
+    for group in pack_by_atoms(n_atoms, batch_atoms, range(len(reader))):
+        yield group, Batch.from_data_list([graph_to_data(reader.graph(i), global_index) for i in group])
+
+
+class AttentionWriter:
+    """Appends per-atom weights, shard by shard, to an HDF5 file written under a temporary name.
+
+    Layout: ``ids`` (G), ``node_ptr`` (G+1), ``weights`` (N, float32, each graph's sum to 1),
+    ``atomic_number`` (N), ``frac_coords`` (N×3), ``lattice`` (G×3×3).
+    """
+
+    def __init__(self, path: Path) -> None:
+        import h5py
+
+        self.path = path
+        self.tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        self.h5 = h5py.File(self.tmp, "w")
+        self.h5.attrs["format"] = "mofsieve-attention"
+        self.h5.attrs["format_version"] = 1
+        strings = h5py.string_dtype()
+        self.h5.create_dataset("ids", (0,), maxshape=(None,), dtype=strings, chunks=(1024,))
+        self.h5.create_dataset("node_ptr", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(1024,))
+        self.h5.create_dataset("weights", (0,), maxshape=(None,), dtype=np.float32, chunks=(65536,))
+        self.h5.create_dataset("atomic_number", (0,), maxshape=(None,), dtype=np.uint8, chunks=(65536,))
+        self.h5.create_dataset("frac_coords", (0, 3), maxshape=(None, 3), dtype=np.float64, chunks=(65536, 3))
+        self.h5.create_dataset("lattice", (0, 3, 3), maxshape=(None, 3, 3), dtype=np.float64, chunks=(1024, 3, 3))
+
+    def _append(self, name: str, values: np.ndarray) -> None:
+        ds = self.h5[name]
+        n = ds.shape[0]
+        ds.resize(n + len(values), axis=0)
+        ds[n:] = values
+
+    def add(self, graphs: Sequence[Any], weights: np.ndarray) -> None:
+        ptr = self.h5["node_ptr"]
+        start = int(ptr[-1])
+        sizes = np.array([g.n_atoms for g in graphs], dtype=np.int64)
+        self._append("ids", np.array([g.mof_id for g in graphs], dtype=object))
+        self._append("node_ptr", start + np.cumsum(sizes))
+        self._append("weights", weights.astype(np.float32))
+        self._append("atomic_number", np.concatenate([g.atomic_number for g in graphs]).astype(np.uint8))
+        self._append("frac_coords", np.concatenate([g.frac_coords for g in graphs]).astype(np.float64))
+        self._append("lattice", np.stack([g.lattice for g in graphs]).astype(np.float64))
+
+    def commit(self) -> None:
+        self.h5.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.h5.close()
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
+def predict(
+    model_dir: Path,
+    graphs: Sequence[str | os.PathLike[str]],
+    out: Path,
+    attention_path: Path | None = None,
+    device: str = "auto",
+    batch_atoms: int = 20000,
+) -> int:
+    """Predict every graph of ``graphs``; returns the number of rows written."""
+    from mofsieve.store import ShardReader, read_params, shard_paths
+
+    predictor = Predictor(model_dir, device)
+    paths = shard_paths(graphs)
+    if not paths:
+        raise FileNotFoundError(f"no graph shards in {list(map(str, graphs))}")
+    for path in paths:  # refuse before computing anything
+        predictor.check(read_params(path), what=f"graphs in {path}")
+    if attention_path is not None and predictor.members[0].config.readout != "attention":
+        raise ValueError(
+            f"--attention needs a model with attention pooling; {model_dir} uses "
+            f"{predictor.members[0].config.readout} pooling"
+        )
+    log.info("%d shard(s), %d ensemble member(s) on %s", len(paths), len(predictor.members), predictor.device)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    writer = AttentionWriter(attention_path) if attention_path is not None else None
+    n_rows = 0
+    try:
+        with open(tmp, "w", newline="") as fh:
+            rows = csv.writer(fh)
+            rows.writerow(COLUMNS)
+            for path in paths:
+                reader = ShardReader(path, in_memory=True)
+                names = reader.params.global_feature_names
+                global_index = [names.index(n) for n in predictor.params.global_feature_names]
+                for group, batch in iter_shard_batches(reader, global_index, batch_atoms):
+                    mean, std, weights = predictor(batch, atom_weights=writer is not None)
+                    for j, i in enumerate(group):
+                        rows.writerow([reader.ids[i], f"{mean[j]:.6g}", f"{std[j]:.6g}", reader.n_atoms(i)])
+                    if writer is not None and weights is not None:
+                        writer.add([reader.graph(i) for i in group], weights)
+                    n_rows += len(group)
+                del reader  # one shard in memory at a time
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+        if writer is not None:
+            writer.commit()
+            writer = None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+        if writer is not None:
+            writer.abort()
+    return n_rows

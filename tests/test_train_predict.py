@@ -1,0 +1,126 @@
+"""End to end on a handful of real CoRE MOF 2019 structures (from the `core-mof` package):
+featurize → train (tiny) → predict, plus the refusal of graphs featurized differently."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from mofsieve.cli import main
+from mofsieve.store import FeaturizationParams, ShardReader, write_shard
+
+N_CIFS = 12
+MAX_ATOMS = 120
+
+
+@pytest.fixture(scope="module")
+def real_shards(tmp_path_factory) -> tuple[Path, Path]:
+    """Two shards of small real MOFs and a label CSV (labels made up from the cell: the test
+    checks the machinery, not chemistry; real labels are developer data)."""
+    pytest.importorskip("CoRE_MOF", reason="the core-mof package (pip install '.[demo]')")
+    from mofsieve.featurize import featurize_cif
+    from mofsieve.manifest import iter_archive, package_archive
+    from mofsieve.structures import StructureError
+
+    root = tmp_path_factory.mktemp("e2e")
+    params = FeaturizationParams()
+    graphs = []
+    for name, data in iter_archive(package_archive("core-mof:2019-ASR")):
+        try:
+            graph = featurize_cif(Path(name).stem, name, data, params)
+        except StructureError:
+            continue
+        if graph.n_atoms <= MAX_ATOMS:
+            graphs.append(graph)
+        if len(graphs) == N_CIFS:
+            break
+    assert len(graphs) == N_CIFS
+    (root / "graphs").mkdir()
+    write_shard(root / "graphs" / "shard-00000.h5", graphs[:7], params)
+    write_shard(root / "graphs" / "shard-00001.h5", graphs[7:], params)
+    labels = root / "labels.csv"
+    with open(labels, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["mof_id", "uptake_298K_0.15bar", "other"])
+        for g in graphs:
+            volume = abs(np.linalg.det(g.lattice))
+            w.writerow([g.mof_id, f"{g.n_atoms / volume * 20:.4f}", ""])
+    return root / "graphs", labels
+
+
+@pytest.fixture(scope="module")
+def trained(real_shards, tmp_path_factory) -> Path:
+    graphs, labels = real_shards
+    out = tmp_path_factory.mktemp("model") / "m"
+    args = ["train", "--labels", str(labels), "--target", "uptake_298K_0.15bar",
+            "--graphs", str(graphs), "--out", str(out), "--variant", "atten3",
+            "--readout", "attention", "--epochs", "2", "--ensemble", "2", "--batch-atoms", "400",
+            "--threads", "1"]
+    assert main(args) == 0
+    return out
+
+
+def test_train_writes_a_complete_model_dir(trained):
+    for name in ("model.json", "member-0.pt", "member-1.pt", "MODEL_CARD.md", "parity.png",
+                 "split.csv", "test_predictions.csv"):
+        assert (trained / name).is_file(), name
+    meta = json.loads((trained / "model.json").read_text())
+    assert meta["target"]["unit"] == "mol/kg"
+    assert meta["target"]["conditions"]["pressure_bar"] == 0.15
+    assert meta["target"]["conditions"]["temperature_K"] == 298.0
+    assert meta["featurization"]["cutoff"] == 8.0
+    assert set(meta["metrics"]["test"]) >= {"mae", "rmse", "r2", "spearman", "top10_recall"}
+    assert meta["training"]["split"]["n_train"] + meta["training"]["split"]["n_val"] + meta["training"]["split"]["n_test"] == N_CIFS
+    assert "Test metrics" in (trained / "MODEL_CARD.md").read_text()
+
+
+def test_resume_continues_from_checkpoints(trained, real_shards, caplog):
+    graphs, labels = real_shards
+    args = ["train", "--labels", str(labels), "--target", "uptake_298K_0.15bar",
+            "--graphs", str(graphs), "--out", str(trained), "--variant", "atten3",
+            "--readout", "attention", "--epochs", "3", "--ensemble", "2", "--batch-atoms", "400",
+            "--threads", "1", "--resume"]
+    with caplog.at_level("INFO"):
+        assert main(args) == 0
+    assert "resumed after epoch" in caplog.text
+    history = json.loads((trained / "history.json").read_text())
+    assert [len(h["epochs"]) for h in history] == [2, 2]  # finished members are not retrained
+
+
+def test_predict_streams_every_shard_with_attention(trained, real_shards, tmp_path):
+    graphs, _ = real_shards
+    out, att = tmp_path / "pred.csv", tmp_path / "att.h5"
+    assert main(["predict", "--model", str(trained), "--graphs", str(graphs), "--out", str(out),
+                 "--attention", str(att), "--batch-atoms", "300", "--device", "cpu"]) == 0
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["mof_id", "prediction", "uncertainty", "n_atoms"]
+    assert len(rows) == N_CIFS and len({r["mof_id"] for r in rows}) == N_CIFS
+    assert all(float(r["prediction"]) >= 0 and float(r["uncertainty"]) >= 0 for r in rows)
+    with h5py.File(att) as h5:
+        ptr, weights = h5["node_ptr"][()], h5["weights"][()]
+        assert len(h5["ids"]) == N_CIFS and ptr[-1] == len(weights) == len(h5["atomic_number"])
+        assert h5["frac_coords"].shape == (len(weights), 3) and h5["lattice"].shape == (N_CIFS, 3, 3)
+        sums = np.add.reduceat(weights, ptr[:-1])
+        np.testing.assert_allclose(sums, 1.0, rtol=1e-4)
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_predict_refuses_graphs_featurized_differently(trained, real_shards, tmp_path, caplog):
+    graphs, _ = real_shards
+    reader = ShardReader(graphs / "shard-00001.h5")
+    other = replace(reader.params, cutoff=6.0)
+    write_shard(tmp_path / "shard-00000.h5", list(reader), other)
+    out = tmp_path / "pred.csv"
+    with caplog.at_level("ERROR"):
+        code = main(["predict", "--model", str(trained), "--graphs", str(graphs / "shard-00000.h5"),
+                     str(tmp_path / "shard-00000.h5"), "--out", str(out)])
+    assert code != 0
+    assert "cutoff" in caplog.text and "6.0" in caplog.text
+    assert not out.exists()
