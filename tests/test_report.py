@@ -47,6 +47,8 @@ def run_dir(tmp_path: Path) -> Path:
     (tmp_path / "failures.csv").write_text(
         "mof_id,source,stage,reason\nBAD,d,parse,CIF syntax error: line 3\n"
         "WORSE,e,parse,CIF syntax error: line 9\n"
+        "OV1,f,graph,overlapping atoms 3 and 7 only 0.36 Å apart (limit 0.5 Å)\n"
+        "OV2,g,graph,overlapping atoms 10 and 12 only 0.1 Å apart (limit 0.5 Å)\n"
     )
     (tmp_path / "attention").mkdir()
     with h5py.File(tmp_path / "attention" / "attention-00000.h5", "w") as h5:
@@ -83,6 +85,11 @@ def test_report_is_self_contained_with_distribution_table_pictures_failures(run_
     assert "no attention weights" not in text
     # both CIF syntax errors grouped under one reason, counted twice
     assert re.search(r"<td>parse</td><td>CIF syntax error</td><td class=\"num\">2</td>", text)
+    assert re.search(
+        r"<td>graph</td><td>overlapping atoms # and # only # Å apart \(limit # Å\)</td>"
+        r"<td class=\"num\">2</td><td>OV1, OV2</td>",
+        text,
+    )
 
 
 def test_report_without_attention_colours_by_element_and_says_so(run_dir: Path) -> None:

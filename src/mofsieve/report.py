@@ -20,6 +20,7 @@ import html
 import io
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -323,8 +324,10 @@ def build_report(
 
 
 def _reason_kind(reason: str) -> str:
-    """Group reasons that differ only in numbers or names after a colon."""
-    return reason.split(":", 1)[0].strip()
+    """Group reasons that differ only in the details after a colon, or in their numbers:
+    "overlapping atoms 3 and 7 only 0.36 Å apart" → "overlapping atoms # and # only # Å apart"."""
+    head = reason.split(":", 1)[0].strip()
+    return re.sub(r"[-+]?\d+(\.\d+)?([eE][-+]?\d+)?", "#", head)
 
 
 def _pictures(
