@@ -359,7 +359,6 @@ def simulation_input(
         f"FrameworkName                 {mof_id}\n"
         "RemoveAtomNumberCodeFromLabel yes\n"
         f"UnitCells                     {cells[0]} {cells[1]} {cells[2]}\n"
-        "HeliumVoidFraction            0.0\n"
         f"ExternalTemperature           {settings.temperature_k}\n"
         f"ExternalPressure              {pressures}\n\n"
         "Component 0 MoleculeName             CO2\n"
