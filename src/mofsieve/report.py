@@ -218,8 +218,8 @@ th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 """
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+def _table(header: Sequence[str] | None, rows: Sequence[Sequence[object]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header or ())
     body = []
     for row in rows:
         cells = []
@@ -228,7 +228,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
             numeric = text.replace(".", "", 1).replace("-", "", 1).replace("e", "", 1).isdigit()
             cells.append(f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    thead = f"<thead><tr>{head}</tr></thead>" if head else ""
+    return f"<table>{thead}<tbody>{''.join(body)}</tbody></table>"
 
 
 def build_report(
@@ -265,7 +266,7 @@ def build_report(
         ("ranked by", quantity_label),
         ("flag threshold", "—" if threshold is None else f"{threshold:.6g} {ranked.unit}"),
     ]
-    parts.append("<h2>Summary</h2>" + _table(["", ""], summary))
+    parts.append("<h2>Summary</h2>" + _table(None, summary))
 
     parts.append("<h2>Distribution of predictions</h2>")
     if len(values):
