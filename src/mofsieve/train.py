@@ -354,7 +354,9 @@ def train(args: argparse.Namespace) -> None:
     preds = np.stack([
         predict_standardised(m, test_data, args.batch_atoms, device) * y_std + y_mean for m in members
     ])
-    test_pred = np.clip(preds.mean(0), 0.0, None) if _non_negative(labels) else preds.mean(0)
+    if _non_negative(labels):
+        preds = np.clip(preds, 0.0, None)  # uptake cannot be negative; predict clips the same way
+    test_pred = preds.mean(0)
     test_unc = preds.std(0)
     metrics = regression_metrics(y_test, test_pred)
     member_metrics = [regression_metrics(y_test, p) for p in preds]
