@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=REPO / "models" / "co2_298K_0.15bar")
     parser.add_argument("--graphs", type=Path, default=REPO / "work-data" / "core2019")
     parser.add_argument("--n", type=int, default=1000)
-    parser.add_argument("--batch-atoms", type=int, default=20000)
+    parser.add_argument("--batch-atoms", type=int, default=8000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="best of this many passes each")
     parser.add_argument("--flush-denormal", action="store_true",

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="predictions CSV to write")
     parser.add_argument("--attention", type=Path, help="also write per-atom attention-pooling weights (HDF5)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--batch-atoms", type=int, default=20000, help="atoms per batch (at most; a bigger crystal runs alone)")
+    parser.add_argument("--batch-atoms", type=int, default=8000, help="atoms per batch (at most; a bigger crystal runs alone); bigger batches allocate tensors over glibc's mmap threshold and get slower on CPU")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
 
 
@@ -179,7 +179,7 @@ def predict(
     out: Path,
     attention_path: Path | None = None,
     device: str = "auto",
-    batch_atoms: int = 20000,
+    batch_atoms: int = 8000,
 ) -> int:
     """Predict every graph of ``graphs``; returns the number of rows written."""
     from mofsieve.store import ShardReader, read_params, shard_paths
