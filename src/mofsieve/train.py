@@ -416,6 +416,7 @@ def train(args: argparse.Namespace) -> None:
             "n_train_over_atom_cap": n_capped,
             "train_fraction_used": args.train_fraction_used,
             "epochs": args.epochs,
+            "time_budget_min_per_member": args.time_budget_min,
             "ensemble": args.ensemble,
             "optimizer": {"name": "Adam", "lr": args.lr, "weight_decay": args.weight_decay,
                           "schedule": args.lr_schedule},
@@ -683,8 +684,10 @@ def write_model_card(path: Path, meta: dict[str, Any]) -> None:
         f"- Adam, lr {tr['optimizer']['lr']} ({tr['optimizer']['schedule']} schedule), weight decay "
         f"{tr['optimizer']['weight_decay']}, MSE on the standardised target (mean {meta['normalisation']['mean']:.4f}, "
         f"std {meta['normalisation']['std']:.4f} mol/kg), batches of at most {tr['batch_atoms']} atoms.",
-        f"- Epoch budget {tr['epochs']} per member; epochs run {tr['epochs_run']}; best (validation MAE) epochs "
-        f"{tr['best_epochs']}.",
+        f"- Epoch budget {tr['epochs']} per member"
+        + (f" and a time budget of {tr['time_budget_min_per_member']:g} min per member (the cosine "
+           "schedule follows whichever runs out first)" if tr.get("time_budget_min_per_member") else "")
+        + f"; epochs run {tr['epochs_run']}; best (validation MAE) epochs {tr['best_epochs']}.",
         f"- Measured: {spe:.0f} s per epoch (training + validation) on {tr['threads']} CPU threads ({tr['device']})."
         if spe else "- Seconds per epoch: not measured.",
         f"- Predictions are clipped at {t['clip_min']} mol/kg (uptake cannot be negative)." if t.get("clip_min") is not None else "",
