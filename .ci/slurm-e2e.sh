@@ -16,9 +16,15 @@ MODEL=${CI_MODEL:-models/co2_298K_0.15bar}
 [[ -f $MODEL/model.json ]] || { echo "model $MODEL missing (no model.json)" >&2; exit 1; }
 MODEL_CONFIG="models={\"0.15\": $MODEL}"
 command -v slurmctld >/dev/null || { say "installing SLURM"; .ci/slurm.sh install; }
-trap '.ci/slurm.sh down' EXIT
 say "SLURM up"
-.ci/slurm.sh up
+up=0
+.ci/slurm.sh up || up=$?
+if [[ $up -eq 3 ]]; then
+    echo "a loopback SLURM started by another run is up; not touching it" >&2
+    exit 1
+fi
+trap '.ci/slurm.sh down' EXIT  # ours from here on, also after a partial bring-up
+[[ $up -eq 0 ]] || exit "$up"
 
 rm -rf results/ci-slurm results/ci-mpi
 python .ci/make_ci_input.py --count 60 --out results/ci-input/core60.tar.gz

@@ -2,6 +2,7 @@
 # A real single-node SLURM on loopback for CI: munge, MariaDB + slurmdbd, slurmctld, slurmd.
 #   .ci/slurm.sh install   apt-get the daemons (root, Debian/Ubuntu)
 #   .ci/slurm.sh up        configure and start them; every PID goes to $STATE/pids/
+#                          (exit 3: already running, started by someone else: left alone)
 #   .ci/slurm.sh down      scancel everything, then stop the daemons by their recorded PIDs
 # No systemd needed: each daemon runs in the foreground of its own background process, so the
 # PID we record is the daemon's own. Nothing is ever stopped by name.
@@ -51,9 +52,14 @@ cmd_install() {
 
 cmd_up() {
     [[ $(id -u) == 0 ]] || { log "must run as root"; exit 1; }
-    if [[ -d $PIDS ]] && ls "$PIDS"/*.pid >/dev/null 2>&1; then
-        log "already up? $PIDS has PID files; run '$0 down' first"
-        exit 1
+    local f live=""
+    for f in "$PIDS"/*.pid; do
+        [[ -f $f ]] || continue
+        if kill -0 "$(cat "$f")" 2>/dev/null; then live+=" $(basename "$f" .pid)"; else rm -f "$f"; fi
+    done
+    if [[ -n $live ]]; then
+        log "already up (running:$live); another run owns it. '$0 down' stops it"
+        exit 3
     fi
     mkdir -p "$PIDS" "$STATE"/{ctld,slurmd,log}
 
