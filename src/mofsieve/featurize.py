@@ -32,6 +32,7 @@ from mofsieve.graphs import neighbour_graph
 from mofsieve.manifest import (
     InputError,
     ManifestRow,
+    add_input_arguments,
     build_manifest,
     read_manifest,
     read_sources,
@@ -243,18 +244,10 @@ def available_cores() -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "inputs",
-        nargs="*",
-        metavar="INPUT",
-        help="CIF files, folders (recursive), globs, tar archives, or core-mof:DATASET",
-    )
+    add_input_arguments(parser, required=False)
     parser.add_argument("--out", required=True, type=Path, help="output folder for shards")
     parser.add_argument("--manifest", type=Path, help="featurize the shards of this manifest")
     parser.add_argument("--shard", type=int, help="only this shard of --manifest")
-    parser.add_argument(
-        "--shard-size", type=int, default=1000, help="CIFs per shard (default 1000)"
-    )
     parser.add_argument(
         "--jobs", type=int, default=0, help="worker processes (default: every core allotted)"
     )

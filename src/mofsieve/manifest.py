@@ -200,17 +200,22 @@ def read_sources(rows: Sequence[ManifestRow]) -> Iterator[tuple[ManifestRow, byt
                 yield row, err
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_input_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """INPUT… and --shard-size, shared by `mofsieve manifest` and `mofsieve featurize`."""
     parser.add_argument(
         "inputs",
-        nargs="+",
+        nargs="+" if required else "*",
         metavar="INPUT",
         help="CIF files, folders (recursive), globs, tar archives, or core-mof:DATASET",
     )
-    parser.add_argument("--out", required=True, help="manifest CSV to write")
     parser.add_argument(
         "--shard-size", type=int, default=1000, help="CIFs per shard (default 1000)"
     )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_input_arguments(parser)
+    parser.add_argument("--out", required=True, help="manifest CSV to write")
 
 
 def run(args: argparse.Namespace) -> int:
