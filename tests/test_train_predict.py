@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -80,17 +81,52 @@ def test_train_writes_a_complete_model_dir(trained):
     assert "Test metrics" in (trained / "MODEL_CARD.md").read_text()
 
 
-def test_resume_continues_from_checkpoints(trained, real_shards, caplog):
+def _train_args(graphs: Path, labels: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--labels", str(labels), "--target", "uptake_298K_0.15bar",
+            "--graphs", str(graphs), "--out", str(out), "--variant", "atten3",
+            "--readout", "attention", "--ensemble", "2", "--batch-atoms", "400",
+            "--threads", "1", *extra]
+
+
+def test_resume_continues_from_checkpoints(trained, real_shards, tmp_path, caplog):
     graphs, labels = real_shards
-    args = ["train", "--labels", str(labels), "--target", "uptake_298K_0.15bar",
-            "--graphs", str(graphs), "--out", str(trained), "--variant", "atten3",
-            "--readout", "attention", "--epochs", "3", "--ensemble", "2", "--batch-atoms", "400",
-            "--threads", "1", "--resume"]
+    model = tmp_path / "m"
+    shutil.copytree(trained, model)
+    # The same command again: both members finished their 2 epochs, nothing is retrained.
+    assert main(_train_args(graphs, labels, model, "--epochs", "2", "--resume")) == 0
+    history = json.loads((model / "history.json").read_text())
+    assert [len(h["epochs"]) for h in history] == [2, 2]
+    # A longer schedule continues the finished members from their last epoch.
     with caplog.at_level("INFO"):
-        assert main(args) == 0
-    assert "resumed after epoch" in caplog.text
-    history = json.loads((trained / "history.json").read_text())
-    assert [len(h["epochs"]) for h in history] == [2, 2]  # finished members are not retrained
+        assert main(_train_args(graphs, labels, model, "--epochs", "3", "--resume")) == 0
+    assert "resumed after epoch 1" in caplog.text
+    history = json.loads((model / "history.json").read_text())
+    assert [len(h["epochs"]) for h in history] == [3, 3]
+    assert [e["epoch"] for e in history[0]["epochs"]] == [0, 1, 2]
+
+
+def test_members_train_separately_then_assemble(real_shards, tmp_path, caplog):
+    graphs, labels = real_shards
+    model = tmp_path / "m"
+    for k in ("1", "0"):  # e.g. two array tasks, in any order
+        assert main(_train_args(graphs, labels, model, "--epochs", "2", "--members", k)) == 0
+        assert not (model / "model.json").exists()  # members alone make no model
+    assert sorted(p.name for p in (model / "checkpoints").iterdir()) == [
+        "member-0.ckpt.pt", "member-1.ckpt.pt"]
+    with caplog.at_level("INFO"):
+        assert main(_train_args(graphs, labels, model, "--epochs", "2", "--resume")) == 0
+    assert caplog.text.count("resumed after epoch 1") == 2
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["weights"] == ["member-0.pt", "member-1.pt"]
+    history = json.loads((model / "history.json").read_text())
+    assert [h["seed"] for h in history] == [0, 1] and [len(h["epochs"]) for h in history] == [2, 2]
+
+
+def test_members_outside_the_ensemble_are_refused(real_shards, tmp_path, caplog):
+    graphs, labels = real_shards
+    assert main(_train_args(graphs, labels, tmp_path / "m", "--epochs", "1", "--members", "2")) == 2
+    assert "--members [2] outside 0..1" in caplog.text
+    assert not (tmp_path / "m" / "checkpoints" / "member-2.ckpt.pt").exists()
 
 
 def test_predict_streams_every_shard_with_attention(trained, real_shards, tmp_path):

@@ -3,7 +3,10 @@
 80/10/10 split by seed over the labelled graphs, standardised targets, Adam (lr 1e-3,
 weight decay 5e-4), MSE loss, best epoch on the validation MAE, K ensemble members (seeds
 ``seed``…``seed+K-1``, same split; uncertainty = their spread). Every epoch writes a
-checkpoint per member; ``--resume`` continues from them. The model directory gets
+checkpoint per member; ``--resume`` continues from them (a member that finished goes on if
+``--epochs`` or ``--time-budget-min`` now allow more). ``--members`` trains some members'
+checkpoints only, so that members can run side by side (one per core, or one per SLURM array
+task); a last ``--resume`` run without it assembles the ensemble. The model directory gets
 ``model.json``, one weights file per member, ``MODEL_CARD.md``, ``parity.png``, ``split.csv``
 and ``test_predictions.csv``.
 """
@@ -49,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--charge-dropout", type=float, help="share of training crystals whose charges are hidden")
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--ensemble", type=int, default=3, help="number of members K (default 3)")
+    parser.add_argument("--members", type=int, nargs="+",
+                        help="train only these members' checkpoints and stop (run members side by side, "
+                             "e.g. one per core or array task; then run again with --resume to assemble)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
@@ -340,6 +346,17 @@ def train(args: argparse.Namespace) -> None:
             descriptor_rows.append(raw)
     descriptor_stats = torch.cat(descriptor_rows) if descriptor_rows else None
 
+    if args.members:
+        bad = [k for k in args.members if not 0 <= k < args.ensemble]
+        if bad:
+            raise ValueError(f"--members {bad} outside 0..{args.ensemble - 1} (--ensemble {args.ensemble})")
+        for k in args.members:
+            train_member(args, k, config, train_data, val_data, y_val, y_mean, y_std, descriptor_stats,
+                         device, ckpt_dir)
+        log.info("trained members %s into %s; run again with --resume (without --members) to "
+                 "assemble the ensemble", args.members, ckpt_dir)
+        return
+
     members = []
     histories = []
     for k in range(args.ensemble):
@@ -499,8 +516,8 @@ def train_member(
         start_epoch = int(ckpt["epoch"]) + 1
         log.info("member %d: resumed after epoch %d (best val MAE %.4f at epoch %d)",
                  k, start_epoch - 1, history["best_val_mae"], history["best_epoch"])
-        if ckpt.get("finished"):
-            start_epoch = args.epochs
+        # A finished member goes on only if --epochs or --time-budget-min now allow more
+        # (a warm restart: the cosine schedule picks up where the longer budget puts it).
     member_start = time.time()
     spent_before = sum(e["seconds"] for e in history["epochs"])
     budget_s = 60 * args.time_budget_min if args.time_budget_min else None
