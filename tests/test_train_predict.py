@@ -160,3 +160,20 @@ def test_predict_refuses_graphs_featurized_differently(trained, real_shards, tmp
     assert code != 0
     assert "cutoff" in caplog.text and "6.0" in caplog.text
     assert not out.exists()
+
+
+def test_predict_failing_midway_leaves_no_output(trained, real_shards, tmp_path, caplog):
+    """A shard that breaks after the first one was predicted: neither the CSV nor the
+    attention file appears, and no temporary file is left behind."""
+    graphs, _ = real_shards
+    broken = tmp_path / "graphs"
+    shutil.copytree(graphs, broken)
+    with h5py.File(broken / "shard-00001.h5", "a") as h5:
+        del h5["edge_dist"]  # parameters still readable, graphs not
+    out, att = tmp_path / "pred.csv", tmp_path / "att.h5"
+    code = main(["predict", "--model", str(trained), "--graphs", str(broken), "--out", str(out),
+                 "--attention", str(att), "--device", "cpu"])
+    assert code != 0
+    assert "edge_dist" in caplog.text
+    assert not out.exists() and not att.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["graphs"]

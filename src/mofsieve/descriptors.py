@@ -66,6 +66,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mofsieve.structures import lattice_parameters, p1_cif_text
+
 CHEAP_DESCRIPTORS: tuple[str, ...] = (
     "a",
     "b",
@@ -169,19 +171,6 @@ def _validated(
     return numbers.astype(np.int64), frac, cell
 
 
-def lattice_parameters(lattice: np.ndarray) -> tuple[float, float, float, float, float, float]:
-    """a, b, c (Å) and α, β, γ (degrees) of a lattice given as rows of cell vectors."""
-    cell = np.asarray(lattice, dtype=np.float64)
-    lengths = np.linalg.norm(cell, axis=1)
-
-    def angle(i: int, j: int) -> float:
-        cosine = float(cell[i] @ cell[j] / (lengths[i] * lengths[j]))
-        return math.degrees(math.acos(min(1.0, max(-1.0, cosine))))
-
-    a, b, c = (float(x) for x in lengths)
-    return a, b, c, angle(1, 2), angle(0, 2), angle(0, 1)
-
-
 def cell_volume(lattice: np.ndarray) -> float:
     """Unit-cell volume in Å³."""
     return float(abs(np.linalg.det(np.asarray(lattice, dtype=np.float64))))
@@ -213,37 +202,6 @@ def _check_no_overlapping_atoms(frac: np.ndarray, cell: np.ndarray) -> None:
             f"atoms {worst} and {other} are {nearest[worst]:.3f} Å apart "
             f"(< {_MIN_ATOM_DISTANCE_A} Å): overlapping or duplicated sites"
         )
-
-
-def _p1_cif_text(numbers: np.ndarray, frac: np.ndarray, cell: np.ndarray) -> str:
-    a, b, c, alpha, beta, gamma = lattice_parameters(cell)
-    wrapped = frac - np.floor(frac)
-    lines = [
-        "data_mofsieve",
-        f"_cell_length_a {a:.8f}",
-        f"_cell_length_b {b:.8f}",
-        f"_cell_length_c {c:.8f}",
-        f"_cell_angle_alpha {alpha:.8f}",
-        f"_cell_angle_beta {beta:.8f}",
-        f"_cell_angle_gamma {gamma:.8f}",
-        "_symmetry_space_group_name_H-M 'P 1'",
-        "_symmetry_Int_Tables_number 1",
-        "loop_",
-        "_symmetry_equiv_pos_as_xyz",
-        "'x, y, z'",
-        "loop_",
-        "_atom_site_label",
-        "_atom_site_type_symbol",
-        "_atom_site_fract_x",
-        "_atom_site_fract_y",
-        "_atom_site_fract_z",
-    ]
-    # Zeo++ reads the fractional coordinates against its own standard orientation of the
-    # cell built from a, b, c, α, β, γ: a rotation, to which every descriptor is invariant.
-    for index, (z, (x, y, w)) in enumerate(zip(numbers, wrapped, strict=True)):
-        symbol = _SYMBOLS[z]
-        lines.append(f"{symbol}{index + 1} {symbol} {x:.8f} {y:.8f} {w:.8f}")
-    return "\n".join(lines) + "\n"
 
 
 _FLOAT = rb"([-+0-9.eEinfa]+)"
@@ -434,7 +392,7 @@ def _zeo_once(
     with tempfile.TemporaryDirectory(prefix="mofsieve-zeo-") as workdir:
         cif_path = os.path.join(workdir, "structure.cif")
         with open(cif_path, "w") as handle:
-            handle.write(_p1_cif_text(numbers, frac, cell))
+            handle.write(p1_cif_text("mofsieve", numbers, frac - np.floor(frac), cell))
         log_path = os.path.join(workdir, "zeo.log")
 
         def work() -> dict[str, float]:

@@ -27,7 +27,6 @@ import argparse
 import csv
 import logging
 import math
-import os
 import tarfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -35,6 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mofsieve.atomic import atomic_output
+from mofsieve.structures import p1_cif_text
 
 log = logging.getLogger(__name__)
 
@@ -197,16 +199,6 @@ def unit_cells(lattice: np.ndarray, cutoff: float) -> tuple[int, int, int]:
     return n[0], n[1], n[2]
 
 
-def cell_parameters(lattice: np.ndarray) -> tuple[float, float, float, float, float, float]:
-    a, b, c = np.asarray(lattice, dtype=np.float64)
-    la, lb, lc = (float(np.linalg.norm(v)) for v in (a, b, c))
-
-    def angle(u: np.ndarray, v: np.ndarray, nu: float, nv: float) -> float:
-        return math.degrees(math.acos(max(-1.0, min(1.0, float(np.dot(u, v)) / (nu * nv)))))
-
-    return la, lb, lc, angle(b, c, lb, lc), angle(a, c, la, lc), angle(a, b, la, lb)
-
-
 # ---------------------------------------------------------------------------------------------
 # writing
 
@@ -215,51 +207,6 @@ def _symbol(z: int) -> str:
     from ase.data import chemical_symbols
 
     return chemical_symbols[int(z)]
-
-
-def p1_cif(
-    mof_id: str,
-    atomic_number: np.ndarray,
-    frac_coords: np.ndarray,
-    lattice: np.ndarray,
-    charge: np.ndarray,
-) -> str:
-    """A P1 CIF of the cell; ``_atom_site_charge`` only when every atom has a charge."""
-    la, lb, lc, alpha, beta, gamma = cell_parameters(lattice)
-    with_charges = charge.size > 0 and not np.isnan(charge).any()
-    lines = [
-        f"data_{mof_id}",
-        "_audit_creation_method 'mofsieve gcmc'",
-        "_symmetry_space_group_name_H-M 'P 1'",
-        "_symmetry_Int_Tables_number 1",
-        "loop_",
-        "_symmetry_equiv_pos_as_xyz",
-        "  'x, y, z'",
-        f"_cell_length_a {la:.6f}",
-        f"_cell_length_b {lb:.6f}",
-        f"_cell_length_c {lc:.6f}",
-        f"_cell_angle_alpha {alpha:.6f}",
-        f"_cell_angle_beta {beta:.6f}",
-        f"_cell_angle_gamma {gamma:.6f}",
-        "loop_",
-        "_atom_site_label",
-        "_atom_site_type_symbol",
-        "_atom_site_fract_x",
-        "_atom_site_fract_y",
-        "_atom_site_fract_z",
-    ]
-    if with_charges:
-        lines.append("_atom_site_charge")
-    counts: dict[str, int] = defaultdict(int)
-    for i, z in enumerate(atomic_number):
-        sym = _symbol(int(z))
-        counts[sym] += 1
-        x, y, zc = frac_coords[i]
-        row = f"{sym}{counts[sym]} {sym} {x:.8f} {y:.8f} {zc:.8f}"
-        if with_charges:
-            row += f" {float(charge[i]):.6f}"
-        lines.append(row)
-    return "\n".join(lines) + "\n"
 
 
 def pseudo_atoms_def(elements: Iterable[str]) -> str:
@@ -397,9 +344,8 @@ exec "${{RASPA_SIMULATE:-simulate}}" -i simulation.input
 
 
 def write_atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_mof_folder(
@@ -422,7 +368,7 @@ def write_mof_folder(
         note = f"framework net charge {net:+.4f} e is not ~0"
     folder.mkdir(parents=True, exist_ok=True)
     files = {
-        f"{mof_id}.cif": p1_cif(mof_id, atomic_number, frac, lattice, charge),
+        f"{mof_id}.cif": p1_cif_text(mof_id, atomic_number, frac, lattice, charge, audit="mofsieve gcmc"),
         "simulation.input": simulation_input(mof_id, cells, settings, note),
         "pseudo_atoms.def": pseudo_atoms_def(elements),
         "force_field_mixing_rules.def": mixing_rules_def(elements),

@@ -14,10 +14,13 @@ import csv
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mofsieve.atomic import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +127,7 @@ def iter_shard_batches(reader: Any, global_index: Sequence[int], batch_atoms: in
 
 
 class AttentionWriter:
-    """Appends per-atom weights, shard by shard, to an HDF5 file written under a temporary name.
+    """Appends per-atom weights, shard by shard, to an HDF5 file (the caller's temporary path).
 
     Layout: ``ids`` (G), ``node_ptr`` (G+1), ``weights`` (N, float32, each graph's sum to 1),
     ``atomic_number`` (N), ``frac_coords`` (N×3), ``lattice`` (G×3×3).
@@ -133,9 +136,7 @@ class AttentionWriter:
     def __init__(self, path: Path) -> None:
         import h5py
 
-        self.path = path
-        self.tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        self.h5 = h5py.File(self.tmp, "w")
+        self.h5 = h5py.File(path, "w")
         self.h5.attrs["format"] = "mofsieve-attention"
         self.h5.attrs["format_version"] = 1
         strings = h5py.string_dtype()
@@ -163,14 +164,8 @@ class AttentionWriter:
         self._append("frac_coords", np.concatenate([g.frac_coords for g in graphs]).astype(np.float64))
         self._append("lattice", np.stack([g.lattice for g in graphs]).astype(np.float64))
 
-    def commit(self) -> None:
+    def close(self) -> None:
         self.h5.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        self.h5.close()
-        if self.tmp.exists():
-            self.tmp.unlink()
 
 
 def predict(
@@ -197,11 +192,15 @@ def predict(
         )
     log.info("%d shard(s), %d ensemble member(s) on %s", len(paths), len(predictor.members), predictor.device)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    writer = AttentionWriter(attention_path) if attention_path is not None else None
     n_rows = 0
-    try:
+    # Both files appear complete or not at all: written under temporary names, renamed at the
+    # end (the attention file first, so a ranked CSV never points at missing weights).
+    with ExitStack() as stack:
+        tmp = stack.enter_context(atomic_output(out))
+        writer = None
+        if attention_path is not None:
+            writer = AttentionWriter(stack.enter_context(atomic_output(attention_path)))
+            stack.callback(writer.close)  # before its rename, on success and on error
         with open(tmp, "w", newline="") as fh:
             rows = csv.writer(fh)
             rows.writerow(COLUMNS)
@@ -217,15 +216,4 @@ def predict(
                         writer.add([reader.graph(i) for i in group], weights)
                     n_rows += len(group)
                 del reader  # one shard in memory at a time
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-        if writer is not None:
-            writer.commit()
-            writer = None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-        if writer is not None:
-            writer.abort()
     return n_rows

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mofsieve.atomic import atomic_output
+
 log = logging.getLogger(__name__)
 
 WEIGHT_DATASETS = ("atom_weights", "weights", "attention")
@@ -310,10 +312,8 @@ def build_report(
         parts.append("<p>No failures.</p>")
     parts.append("</body></html>\n")
 
-    out_html.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_html.with_name(f".{out_html.name}.tmp-{os.getpid()}")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    os.replace(tmp, out_html)
+    with atomic_output(out_html) as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")
     log.info(
         "report with %d ranked, %d flagged, %d failures: %s",
         len(ranked.rows),

@@ -204,12 +204,25 @@ class ShardReader:
         with h5py.File(self.path, "r") as h5:
             _check_format(h5, self.path)
             self.params = FeaturizationParams.from_attrs(h5.attrs)
+            missing = [k for k in ("ids", "sources", "node_ptr", "edge_ptr", "lattice", *_ARRAYS,
+                                   *_EDGE_ARRAYS) if k not in h5]
+            if missing:
+                raise ShardFormatError(
+                    f"{self.path} lacks dataset(s) {', '.join(missing)} (damaged or not written "
+                    "by mofsieve): featurize it again"
+                )
             self.ids: list[str] = [s.decode() if isinstance(s, bytes) else s for s in h5["ids"][()]]
             self.sources: list[str] = [
                 s.decode() if isinstance(s, bytes) else s for s in h5["sources"][()]
             ]
             self.node_ptr = h5["node_ptr"][()]
             self.edge_ptr = h5["edge_ptr"][()]
+            sizes = {k: (h5[k].shape[0], int(self.node_ptr[-1])) for k in _ARRAYS}
+            sizes |= {k: (h5[k].shape[0], int(self.edge_ptr[-1])) for k in _EDGE_ARRAYS}
+            sizes |= {k: (h5[k].shape[0], len(self.ids)) for k in ("sources", "lattice")}
+            wrong = [f"{k} has {n} rows, expected {want}" for k, (n, want) in sizes.items() if n != want]
+            if wrong:
+                raise ShardFormatError(f"{self.path} is inconsistent ({'; '.join(wrong)}): featurize it again")
 
     def __len__(self) -> int:
         return len(self.ids)

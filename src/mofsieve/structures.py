@@ -1,4 +1,4 @@
-"""CIF text → the atoms of one unit cell, with an explicit error policy.
+"""CIF text → the atoms of one unit cell, with an explicit error policy (and back: P1 CIFs).
 
 gemmi (a maintained C++ CIF parser) reads the syntax, numbers with uncertainties such as
 ``0.1234(5)`` and symmetry operators; this module turns that into plain arrays and decides
@@ -250,3 +250,74 @@ def parse_cif(text: str | bytes, max_atoms: int = 20_000) -> Crystal:
         lattice=lattice,
         charge=charges[origin],
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing: one P1 CIF writer for every tool that reads CIFs (Zeo++, RASPA).
+
+
+def lattice_parameters(lattice: np.ndarray) -> tuple[float, float, float, float, float, float]:
+    """a, b, c (Å) and α, β, γ (degrees) of a lattice given as rows of cell vectors."""
+    cell = np.asarray(lattice, dtype=np.float64)
+    lengths = np.linalg.norm(cell, axis=1)
+
+    def angle(i: int, j: int) -> float:
+        cosine = float(cell[i] @ cell[j] / (lengths[i] * lengths[j]))
+        return math.degrees(math.acos(min(1.0, max(-1.0, cosine))))
+
+    a, b, c = (float(x) for x in lengths)
+    return a, b, c, angle(1, 2), angle(0, 2), angle(0, 1)
+
+
+def p1_cif_text(
+    data_name: str,
+    atomic_number: np.ndarray,
+    frac_coords: np.ndarray,
+    lattice: np.ndarray,
+    charge: np.ndarray | None = None,
+    audit: str | None = None,
+) -> str:
+    """The cell as a P1 CIF; ``_atom_site_charge`` only when every atom has a charge.
+
+    Readers rebuild the cell from a, b, c, α, β, γ in their own standard orientation: a
+    rotation of ``lattice``, to which fractional coordinates (and every descriptor and GCMC
+    result) are invariant.
+    """
+    from ase.data import chemical_symbols
+
+    a, b, c, alpha, beta, gamma = lattice_parameters(lattice)
+    with_charges = charge is not None and charge.size > 0 and not np.isnan(charge).any()
+    lines = [f"data_{data_name}"]
+    if audit:
+        lines.append(f"_audit_creation_method '{audit}'")
+    lines += [
+        "_symmetry_space_group_name_H-M 'P 1'",
+        "_symmetry_Int_Tables_number 1",
+        "loop_",
+        "_symmetry_equiv_pos_as_xyz",
+        "  'x, y, z'",
+        f"_cell_length_a {a:.8f}",
+        f"_cell_length_b {b:.8f}",
+        f"_cell_length_c {c:.8f}",
+        f"_cell_angle_alpha {alpha:.8f}",
+        f"_cell_angle_beta {beta:.8f}",
+        f"_cell_angle_gamma {gamma:.8f}",
+        "loop_",
+        "_atom_site_label",
+        "_atom_site_type_symbol",
+        "_atom_site_fract_x",
+        "_atom_site_fract_y",
+        "_atom_site_fract_z",
+    ]
+    if with_charges:
+        lines.append("_atom_site_charge")
+    counts: dict[str, int] = {}
+    for i, z in enumerate(np.asarray(atomic_number, dtype=np.int64)):
+        symbol = chemical_symbols[int(z)]
+        counts[symbol] = counts.get(symbol, 0) + 1
+        x, y, w = frac_coords[i]
+        row = f"{symbol}{counts[symbol]} {symbol} {x:.8f} {y:.8f} {w:.8f}"
+        if with_charges:
+            row += f" {float(charge[i]):.6f}"  # type: ignore[index]
+        lines.append(row)
+    return "\n".join(lines) + "\n"
