@@ -42,7 +42,7 @@ SHARED_CIFS = REPO.parent / "shared" / "data" / "core2019-co2" / "cifs.tar.xz"
 # -- the straightforward per-edge layers (same parameters as mofsieve.layers) ----------------
 
 
-def _rbf(self: GaussianExpansion, dist: torch.Tensor) -> torch.Tensor:
+def _rbf(self: GaussianExpansion, dist: torch.Tensor) -> torch.Tensor:  # every centre, as written
     return torch.exp(-((dist.unsqueeze(-1) - self.centers) ** 2) / self.width**2)
 
 
@@ -53,18 +53,19 @@ def _pair(pair, x, edge_attr, edge_index):
     return F.linear(z, weight, pair.lin_i.bias)
 
 
-def _cgconv(self: CGConv, x, edge_index, edge_attr):
+def _cgconv(self: CGConv, x, edge_index, edge_attr, degree=None):
     gate, core = _pair(self.pair, x, edge_attr, edge_index).chunk(2, dim=-1)
     messages = torch.sigmoid(gate) * F.softplus(core)
     aggregated = torch.zeros_like(x).index_add_(0, edge_index[1], messages)
     return x + self.norm(aggregated)
 
 
-def _edgeconv(self: EdgeConv, x, edge_index, edge_attr):
+def _edgeconv(self: EdgeConv, x, edge_index, edge_attr, degree=None):
     return edge_attr + F.softplus(self.norm(_pair(self.pair, x, edge_attr, edge_index)))
 
 
-def _attention(self: GraphAttentionConv, x, edge_index, edge_attr, return_attention_weights=False):
+def _attention(self: GraphAttentionConv, x, edge_index, edge_attr, return_attention_weights=False,
+               degree=None):
     dst = edge_index[1]
     u = _pair(self.pair, x, edge_attr, edge_index)
     score = self.att(F.leaky_relu(u, self.negative_slope))

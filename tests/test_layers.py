@@ -16,6 +16,7 @@ from mofsieve.layers import (
     SumReadout,
     gather_rows,
     incoming_ptr,
+    regular_degree,
 )
 
 F, D = 16, 41
@@ -139,3 +140,50 @@ def test_attention_readout_weights_sum_to_one_per_crystal_and_have_gradients():
     torch.testing.assert_close(torch.zeros(2).index_add_(0, batch, weights), torch.ones(2))
     pooled.sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_regular_degree_only_for_k_edges_per_atom_grouped_by_centre():
+    _, edge_index, _ = _graph(n=30, k=5)
+    assert regular_degree(edge_index[1], 30) == 5
+    assert regular_degree(edge_index[1].flip(0), 30) is None  # not grouped
+    assert regular_degree(torch.tensor([0, 0, 1, 2, 2, 2]), 3) is None  # 2, 1, 3 edges
+    assert regular_degree(torch.tensor([0, 0, 2, 2, 2, 2]), 3) is None  # atom 1 has none
+    assert regular_degree(torch.zeros(0, dtype=torch.long), 4) is None
+
+
+def _outputs_and_grads(layer: torch.nn.Module, x, edge_index, e, degree):
+    x = x.clone().requires_grad_(True)
+    e = e.clone().requires_grad_(True)
+    layer.zero_grad()
+    out = layer(x, edge_index, e, degree=degree)
+    (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+    grads = [p.grad.clone() for p in layer.parameters()]
+    return out.detach(), x.grad, e.grad, grads
+
+
+@pytest.mark.parametrize("make", [
+    lambda: CGConv(F, D), lambda: EdgeConv(F, D), lambda: GraphAttentionConv(F, D),
+    lambda: MultiHeadAttentionConv(F, D, heads=3), lambda: HeadAttentionConv(F, D, heads=3),
+], ids=["cgcnn", "edge", "attention", "multihead", "head-attention"])
+def test_dense_path_equals_message_passing(make):
+    """Same outputs and gradients whether the layer uses the N×K layout or ``propagate``."""
+    torch.manual_seed(0)
+    layer = make().train()
+    x, edge_index, e = _graph(n=30, k=5)
+    dense = _outputs_and_grads(layer, x, edge_index, e, degree=5)
+    general = _outputs_and_grads(layer, x, edge_index, e, degree=None)
+    torch.testing.assert_close(dense[0], general[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dense[1], general[1], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(dense[2], general[2], rtol=1e-4, atol=1e-5)
+    for a, b in zip(dense[3], general[3], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_dense_attention_weights_sum_to_one_per_atom():
+    x, edge_index, e = _graph(n=30, k=5)
+    layer = HeadAttentionConv(F, D, heads=3).eval()
+    _, (alpha, weight) = layer(x, edge_index, e, return_attention_weights=True, degree=5)
+    dst = edge_index[1]
+    sums = torch.zeros(30, 3).index_add_(0, dst, alpha)
+    torch.testing.assert_close(sums, torch.ones(30, 3))
+    torch.testing.assert_close(torch.zeros(30).index_add_(0, dst, weight), torch.ones(30))

@@ -10,6 +10,12 @@ linear it splits, ``W·(v_i ⊕ v_j ⊕ e) = W_i v_i + W_j v_j + W_e e``: the no
 computed once per atom and gathered, and only ``W_e e`` (D=41 or 42 columns) is per edge.
 :class:`PairProjection` does this; its ``per_edge`` switch runs the textbook concatenation
 with the very same weights, which is what ``bench/predict.py`` compares against.
+
+Shards store each atom's K nearest neighbours contiguously, so edge tensors reshape to
+N×K×C. When :func:`regular_degree` finds that layout, the layers take a dense path with the
+same numbers: ``v_i`` is broadcast over the K neighbours instead of gathered, the neighbour
+softmax is a softmax over one axis, and the weighted sum of messages is one batched matrix
+product instead of a multiply and a scatter. Other graphs take PyG's ``propagate``.
 """
 
 from __future__ import annotations
@@ -42,10 +48,12 @@ class GaussianExpansion(nn.Module):
         return int(self.centers.numel())
 
     def forward(self, dist: Tensor) -> Tensor:
-        exponent = ((dist.unsqueeze(-1) - self.centers) / self.width) ** 2
-        # exp(-x) for x in ~(87, 103) is a denormal float, which makes CPU matrix products ten
-        # times slower; those basis values are zero for every purpose.
-        return torch.exp(-exponent).masked_fill_(exponent > 50.0, 0.0)
+        exponent = ((dist.unsqueeze(-1) - self.centers) / self.width).square_().clamp_(max=50.0)
+        # Most (distance, centre) pairs lie far apart. exp(-x) for x > 87 underflows, which
+        # takes the CPU's slow path (4× slower exp), and for x in ~(87, 103) leaves denormal
+        # floats that make the matrix products after it ten times slower. Clamped at 50 and
+        # zeroed, those basis values (< 2e-22) are zero for every purpose.
+        return torch.exp(-exponent).masked_fill_(exponent >= 50.0, 0.0)
 
 
 class _GatherRows(torch.autograd.Function):
@@ -96,15 +104,19 @@ class PairProjection(nn.Module):
         if self.lin_i.bias is not None:
             nn.init.uniform_(self.lin_i.bias, -bound, bound)
 
-    def forward(self, x: Tensor, edge_attr: Tensor, edge_index: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, edge_attr: Tensor, edge_index: Tensor, degree: int | None = None
+    ) -> Tensor:
+        """E×out; ``degree`` K (see :func:`regular_degree`) lets ``v_i`` broadcast."""
         src, dst = edge_index[0], edge_index[1]
         if self.per_edge:
             z = torch.cat([x[dst], x[src], edge_attr], dim=-1)
             weight = torch.cat([self.lin_i.weight, self.lin_j.weight, self.lin_e.weight], dim=1)
             return F.linear(z, weight, self.lin_i.bias)
-        return (gather_rows(self.lin_i(x), dst) + gather_rows(self.lin_j(x), src)).add_(
-            self.lin_e(edge_attr)
-        )
+        out = self.lin_e(edge_attr).add_(gather_rows(self.lin_j(x), src))
+        if degree:
+            return out.view(x.size(0), degree, -1).add_(self.lin_i(x).unsqueeze(1)).view_as(out)
+        return out.add_(gather_rows(self.lin_i(x), dst))
 
 
 class CGConv(MessagePassing):
@@ -129,9 +141,15 @@ class CGConv(MessagePassing):
         self.pair.reset_parameters()
         self.norm.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
-        zw = self.pair(x, edge_attr, edge_index)
-        aggregated = self.propagate(edge_index, zw=zw, size=(x.size(0), x.size(0)))
+    def forward(
+        self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, degree: int | None = None
+    ) -> Tensor:
+        n = x.size(0)
+        zw = self.pair(x, edge_attr, edge_index, degree)
+        if degree:
+            aggregated = self.message(zw).view(n, degree, -1).sum(dim=1)
+        else:
+            aggregated = self.propagate(edge_index, zw=zw, size=(n, n))
         return x + self.norm(aggregated)
 
     def message(self, zw: Tensor) -> Tensor:
@@ -161,12 +179,16 @@ class EdgeConv(MessagePassing):
         self.pair.reset_parameters()
         self.norm.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
-        return self.edge_updater(edge_index, x=x, edge_attr=edge_attr)
+    def forward(
+        self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, degree: int | None = None
+    ) -> Tensor:
+        return self.edge_updater(edge_index, x=x, edge_attr=edge_attr, degree=degree)
 
-    def edge_update(self, x: Tensor, edge_attr: Tensor, edge_index: Tensor) -> Tensor:
+    def edge_update(
+        self, x: Tensor, edge_attr: Tensor, edge_index: Tensor, degree: int | None
+    ) -> Tensor:
         # x is the full node matrix here (no _i/_j suffix), PairProjection does the gathering.
-        return edge_attr + F.softplus(self.norm(self.pair(x, edge_attr, edge_index)))
+        return edge_attr + F.softplus(self.norm(self.pair(x, edge_attr, edge_index, degree)))
 
 
 def incoming_ptr(index: Tensor, num_nodes: int) -> Tensor | None:
@@ -179,6 +201,16 @@ def incoming_ptr(index: Tensor, num_nodes: int) -> Tensor | None:
         return None
     counts = torch.bincount(index, minlength=num_nodes)
     return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+
+
+def regular_degree(index: Tensor, num_nodes: int) -> int | None:
+    """K if the edges are grouped by centre atom with exactly K per atom (the shards' layout:
+    each atom's K nearest neighbours), else None."""
+    if num_nodes == 0 or index.numel() % num_nodes:
+        return None
+    degree = index.numel() // num_nodes
+    expected = torch.arange(num_nodes, device=index.device).repeat_interleave(degree)
+    return degree if degree and bool(torch.equal(index, expected)) else None
 
 
 class GraphAttentionConv(MessagePassing):
@@ -223,22 +255,30 @@ class GraphAttentionConv(MessagePassing):
         self.norm.reset_parameters()
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor,
-                return_attention_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+                return_attention_weights: bool = False,
+                degree: int | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """New atom features; with ``return_attention_weights`` also the per-head weights
         α (E×heads) and the combined edge weights w (E,), each summing to 1 per atom."""
         n = x.size(0)
         dst = edge_index[1]
-        u = self.pair(x, edge_attr, edge_index)
+        u = self.pair(x, edge_attr, edge_index, degree)
         score = self.att(F.leaky_relu(u, self.negative_slope))  # E × heads
-        alpha = softmax(score, dst, incoming_ptr(dst, n), num_nodes=n)
-        weight = self.edge_weight(alpha, x, dst)
-        aggregated = self.propagate(edge_index, u=u, weight=weight, size=(n, n))
+        if degree:
+            alpha = torch.softmax(score.view(n, degree, self.heads), dim=1).view_as(score)
+            weight = self.edge_weight(alpha, x, dst, degree)
+            # Σ_jk w_ijk g(u_ijk) for every atom at once: (N×1×K)·(N×K×C).
+            aggregated = torch.bmm(weight.view(n, 1, degree), F.softplus(u).view(n, degree, -1))
+            aggregated = aggregated.squeeze(1)
+        else:
+            alpha = softmax(score, dst, incoming_ptr(dst, n), num_nodes=n)
+            weight = self.edge_weight(alpha, x, dst)
+            aggregated = self.propagate(edge_index, u=u, weight=weight, size=(n, n))
         out = x + self.norm(aggregated)
         if return_attention_weights:
             return out, (alpha, weight)
         return out
 
-    def edge_weight(self, alpha: Tensor, x: Tensor, dst: Tensor) -> Tensor:
+    def edge_weight(self, alpha: Tensor, x: Tensor, dst: Tensor, degree: int | None = None) -> Tensor:
         """Combine the heads' weights into one per edge (E,); one head passes through."""
         return alpha.mean(dim=-1)
 
@@ -283,9 +323,12 @@ class HeadAttentionConv(GraphAttentionConv):
         super().reset_parameters()
         self.head_query.reset_parameters()
 
-    def edge_weight(self, alpha: Tensor, x: Tensor, dst: Tensor) -> Tensor:
+    def edge_weight(self, alpha: Tensor, x: Tensor, dst: Tensor, degree: int | None = None) -> Tensor:
         beta = torch.softmax(self.head_query(x), dim=-1)  # N × heads, sums to 1 per atom
         self.last_head_weights = beta.detach()
+        if degree:
+            n = x.size(0)
+            return (alpha.view(n, degree, -1) * beta.unsqueeze(1)).sum(dim=-1).view(-1)
         return (alpha * gather_rows(beta, dst)).sum(dim=-1)
 
 

@@ -42,6 +42,7 @@ from mofsieve.layers import (
     HeadAttentionConv,
     MultiHeadAttentionConv,
     PairProjection,
+    regular_degree,
 )
 
 MODEL_CLASS = "AECGCNN"
@@ -273,10 +274,11 @@ class AECGCNN(nn.Module):
         e = self.rbf(data.edge_dist)
         if self.config.edge_update:
             e = self.edge_embed(e)
+        degree = regular_degree(edge_index[1], x.size(0))
         for layer in range(self.config.num_layers):
             if self.config.edge_update:
-                e = self.edge_convs[layer](x, edge_index, e)
-            x = self.convs[layer](x, edge_index, e)
+                e = self.edge_convs[layer](x, edge_index, e, degree=degree)
+            x = self.convs[layer](x, edge_index, e, degree=degree)
         pooled, atom_weights = self.readout(x, data.batch, num_graphs)
         descriptors = self.raw_descriptors(data)
         if descriptors is not None:
