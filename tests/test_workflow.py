@@ -133,6 +133,20 @@ def test_shard_ids_come_from_the_manifest(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------- workflow
 
 
+def test_rule_environment_pins_what_the_package_pins() -> None:
+    """envs/mofsieve.yaml (``--sdm conda``) must install what pyproject.toml pins, at the same
+    versions; snakemake itself runs outside the rule environment."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = [d for d in project["dependencies"] + project["optional-dependencies"]["demo"]
+              if not d.startswith("snakemake")]
+    env = yaml.safe_load((REPO / "envs" / "mofsieve.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert sorted(wanted) == sorted(d for d in pip if d != "..")
+    assert ".." in pip  # mofsieve itself, from this checkout
+
+
 def test_lint_is_clean() -> None:
     result = snakemake(REPO, "--lint")
     assert result.returncode == 0, result.stdout + result.stderr
