@@ -177,3 +177,11 @@ def test_predict_failing_midway_leaves_no_output(trained, real_shards, tmp_path,
     assert "edge_dist" in caplog.text
     assert not out.exists() and not att.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["graphs"]
+
+
+def test_lr_restarts_are_the_epochs_where_the_rate_rose():
+    from mofsieve.train import lr_restarts
+
+    lrs = [1e-3, 5e-4, 1e-6, 8e-4, 4e-4, 0.0]  # a decayed run resumed with a longer budget
+    assert lr_restarts({"epochs": [{"epoch": i, "lr": lr} for i, lr in enumerate(lrs)]}) == [3]
+    assert lr_restarts({"epochs": [{"epoch": 0, "lr": 1e-3}]}) == []

@@ -442,6 +442,7 @@ def train(args: argparse.Namespace) -> None:
             "threads": args.threads,
             "device": str(device),
             "best_epochs": [h["best_epoch"] for h in histories],
+            "lr_restarts": [lr_restarts(h) for h in histories],
             "epochs_run": [len(h["epochs"]) for h in histories],
             "seconds_per_epoch_mean": float(np.mean(seconds_per_epoch)) if seconds_per_epoch else None,
             "wall_seconds": time.time() - t_start,
@@ -465,6 +466,13 @@ def train(args: argparse.Namespace) -> None:
     parity_plot(out / "parity.png", y_test, test_pred, args.target, metrics)
     write_model_card(out / "MODEL_CARD.md", json.loads((out / "model.json").read_text()))
     log.info("wrote %s", out)
+
+
+def lr_restarts(history: dict[str, Any]) -> list[int]:
+    """Epochs (from 0) where the learning rate went up: a finished member resumed with a
+    longer budget (a warm restart of the cosine schedule)."""
+    epochs = history["epochs"]
+    return [b["epoch"] for a, b in zip(epochs[:-1], epochs[1:], strict=True) if b["lr"] > 1.5 * a["lr"] and b["lr"] > 1e-5]
 
 
 def _non_negative(labels: dict[str, float]) -> bool:
@@ -704,7 +712,11 @@ def write_model_card(path: Path, meta: dict[str, Any]) -> None:
         f"- Epoch budget {tr['epochs']} per member"
         + (f" and a time budget of {tr['time_budget_min_per_member']:g} min per member (the cosine "
            "schedule follows whichever runs out first)" if tr.get("time_budget_min_per_member") else "")
-        + f"; epochs run {tr['epochs_run']}; best (validation MAE) epochs {tr['best_epochs']}.",
+        + f"; epochs run {tr['epochs_run']}; best (validation MAE) epochs {tr['best_epochs']} "
+        "(epochs counted from 0).",
+        *([f"- Warm restarts: training was resumed with a longer budget after the schedule had "
+           f"decayed, so the learning rate rose again at epochs {tr['lr_restarts']} per member."]
+          if any(tr.get("lr_restarts") or []) else []),
         f"- Measured: {spe:.0f} s per epoch (training + validation) on {tr['threads']} CPU threads ({tr['device']})."
         if spe else "- Seconds per epoch: not measured.",
         f"- Predictions are clipped at {t['clip_min']} mol/kg (uptake cannot be negative)." if t.get("clip_min") is not None else "",
