@@ -81,10 +81,10 @@ def test_train_writes_a_complete_model_dir(trained):
     assert "Test metrics" in (trained / "MODEL_CARD.md").read_text()
 
 
-def _train_args(graphs: Path, labels: Path, out: Path, *extra: str) -> list[str]:
+def _train_args(graphs: Path, labels: Path, out: Path, *extra: str, ensemble: int = 2) -> list[str]:
     return ["train", "--labels", str(labels), "--target", "uptake_298K_0.15bar",
             "--graphs", str(graphs), "--out", str(out), "--variant", "atten3",
-            "--readout", "attention", "--ensemble", "2", "--batch-atoms", "400",
+            "--readout", "attention", "--ensemble", str(ensemble), "--batch-atoms", "400",
             "--threads", "1", *extra]
 
 
@@ -185,3 +185,14 @@ def test_lr_restarts_are_the_epochs_where_the_rate_rose():
     lrs = [1e-3, 5e-4, 1e-6, 8e-4, 4e-4, 0.0]  # a decayed run resumed with a longer budget
     assert lr_restarts({"epochs": [{"epoch": i, "lr": lr} for i, lr in enumerate(lrs)]}) == [3]
     assert lr_restarts({"epochs": [{"epoch": 0, "lr": 1e-3}]}) == []
+
+
+def test_a_spent_time_budget_stays_spent_on_resume(real_shards, tmp_path):
+    graphs, labels = real_shards
+    model = tmp_path / "m"
+    budget = ["--epochs", "50", "--time-budget-min", "0.001"]
+    assert main(_train_args(graphs, labels, model, *budget, ensemble=1)) == 0
+    first = json.loads((model / "history.json").read_text())[0]["epochs"]
+    assert len(first) == 1  # the budget (0.06 s) is spent after the first epoch
+    assert main(_train_args(graphs, labels, model, *budget, "--resume", ensemble=1)) == 0
+    assert json.loads((model / "history.json").read_text())[0]["epochs"] == first

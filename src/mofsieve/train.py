@@ -526,13 +526,13 @@ def train_member(
                  k, start_epoch - 1, history["best_val_mae"], history["best_epoch"])
         # A finished member goes on only if --epochs or --time-budget-min now allow more
         # (a warm restart: the cosine schedule picks up where the longer budget puts it).
-    member_start = time.time()
-    spent_before = sum(e["seconds"] for e in history["epochs"])
     budget_s = 60 * args.time_budget_min if args.time_budget_min else None
     for epoch in range(start_epoch, args.epochs):
         # Progress through the schedule is epochs or time, whichever runs out first, so that a
         # time-limited run still ends with a decayed learning rate.
-        spent = spent_before + time.time() - member_start
+        # Time spent is the sum of the recorded epochs, so that a run resumed with the same
+        # budget finds it spent exactly as the run that wrote the checkpoint did.
+        spent = sum(e["seconds"] for e in history["epochs"])
         progress = epoch / args.epochs
         if budget_s:
             if spent >= budget_s:
