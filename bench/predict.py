@@ -31,6 +31,7 @@ from mofsieve.layers import (
     GaussianExpansion,
     GraphAttentionConv,
     HeadAttentionConv,
+    PairProjection,
 )
 from mofsieve.predict import Predictor, model_featurization
 from mofsieve.train import graph_to_data, pack_by_atoms
@@ -46,28 +47,21 @@ def _rbf(self: GaussianExpansion, dist: torch.Tensor) -> torch.Tensor:  # every 
     return torch.exp(-((dist.unsqueeze(-1) - self.centers) ** 2) / self.width**2)
 
 
-def _pair(pair, x, edge_attr, edge_index):
-    src, dst = edge_index
-    z = torch.cat([x[dst], x[src], edge_attr], dim=-1)
-    weight = torch.cat([pair.lin_i.weight, pair.lin_j.weight, pair.lin_e.weight], dim=1)
-    return F.linear(z, weight, pair.lin_i.bias)
-
-
 def _cgconv(self: CGConv, x, edge_index, edge_attr, degree=None):
-    gate, core = _pair(self.pair, x, edge_attr, edge_index).chunk(2, dim=-1)
+    gate, core = self.pair(x, edge_attr, edge_index).chunk(2, dim=-1)
     messages = torch.sigmoid(gate) * F.softplus(core)
     aggregated = torch.zeros_like(x).index_add_(0, edge_index[1], messages)
     return x + self.norm(aggregated)
 
 
 def _edgeconv(self: EdgeConv, x, edge_index, edge_attr, degree=None):
-    return edge_attr + F.softplus(self.norm(_pair(self.pair, x, edge_attr, edge_index)))
+    return edge_attr + F.softplus(self.norm(self.pair(x, edge_attr, edge_index)))
 
 
 def _attention(self: GraphAttentionConv, x, edge_index, edge_attr, return_attention_weights=False,
                degree=None):
     dst = edge_index[1]
-    u = _pair(self.pair, x, edge_attr, edge_index)
+    u = self.pair(x, edge_attr, edge_index)
     score = self.att(F.leaky_relu(u, self.negative_slope))
     values = F.softplus(u)
     heads = []
@@ -84,9 +78,12 @@ def _attention(self: GraphAttentionConv, x, edge_index, edge_attr, return_attent
 
 
 def make_straightforward(model: torch.nn.Module) -> None:
-    """Rebind every layer's forward to the per-edge version (same parameters)."""
+    """Rebind every layer's forward to the per-edge version (same parameters); the
+    projections use PairProjection's own per-edge concatenation."""
     for module in model.modules():
-        if isinstance(module, GaussianExpansion):
+        if isinstance(module, PairProjection):
+            module.per_edge = True
+        elif isinstance(module, GaussianExpansion):
             module.forward = types.MethodType(_rbf, module)
         elif isinstance(module, CGConv):
             module.forward = types.MethodType(_cgconv, module)

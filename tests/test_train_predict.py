@@ -59,11 +59,7 @@ def real_shards(tmp_path_factory) -> tuple[Path, Path]:
 def trained(real_shards, tmp_path_factory) -> Path:
     graphs, labels = real_shards
     out = tmp_path_factory.mktemp("model") / "m"
-    args = ["train", "--labels", str(labels), "--target", "uptake_298K_0.15bar",
-            "--graphs", str(graphs), "--out", str(out), "--variant", "atten3",
-            "--readout", "attention", "--epochs", "2", "--ensemble", "2", "--batch-atoms", "400",
-            "--threads", "1"]
-    assert main(args) == 0
+    assert main(_train_args(graphs, labels, out, "--epochs", "2")) == 0
     return out
 
 
