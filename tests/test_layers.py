@@ -43,6 +43,19 @@ def test_gaussian_expansion_grid_and_peak():
     assert tiny.numel() == 0
 
 
+def test_gaussian_expansion_in_place_path_equals_differentiable_path():
+    """Inference builds the basis in place; a caller differentiating through distances
+    takes the out-of-place path. Same numbers, and the gradient exists."""
+    rbf = GaussianExpansion(0.0, 8.0, 0.2)
+    dist = torch.linspace(0.5, 9.5, 500)
+    fast = rbf(dist)
+    dist_grad = dist.clone().requires_grad_(True)
+    slow = rbf(dist_grad)
+    torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=0)
+    slow.sum().backward()
+    assert torch.isfinite(dist_grad.grad).all() and dist_grad.grad.abs().sum() > 0
+
+
 def test_pair_projection_equals_per_edge_concatenation():
     x, edge_index, e = _graph()
     proj = PairProjection(F, D, 24)
@@ -87,6 +100,29 @@ def test_node_layers_shapes_and_finite_gradients(layer):
     for name, p in conv.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     conv.reset_parameters()
+
+
+@pytest.mark.parametrize("degree", [5, None], ids=["dense", "general"])
+def test_edge_conv_eval_folds_batch_norm_into_projection(degree):
+    """In evaluation mode EdgeConv scales the projection's weights by the BatchNorm's affine
+    map instead of normalising E×D values; the result must be BN(projection) exactly as
+    written, with non-trivial running statistics."""
+    g = torch.Generator().manual_seed(3)
+    x, edge_index, e = _graph(n=30, k=5)
+    conv = EdgeConv(F, D)
+    with torch.no_grad():
+        conv.norm.running_mean.copy_(torch.randn(D, generator=g))
+        conv.norm.running_var.copy_(torch.rand(D, generator=g) * 3 + 0.1)
+        conv.norm.weight.copy_(torch.randn(D, generator=g))
+        conv.norm.bias.copy_(torch.randn(D, generator=g))
+    conv.eval()
+    folded = conv(x, edge_index, e, degree=degree)
+    conv.pair.per_edge = True
+    as_written = e + torch.nn.functional.softplus(conv.norm(conv.pair(x, e, edge_index)))
+    torch.testing.assert_close(folded, as_written, rtol=1e-5, atol=1e-5)
+    # Training mode normalises with the batch's statistics, so the fold must not be used.
+    conv.pair.per_edge = False
+    assert not torch.allclose(conv.train()(x, edge_index, e, degree=degree), folded, atol=1e-3)
 
 
 def test_edge_conv_shapes_and_gradient():

@@ -28,6 +28,10 @@ from torch.nn import functional as F
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter, softmax
 
+_RBF_EXPONENT_CAP = 50.0
+# exp(-50) as the float32 exp computes it: a basis value at or below it was clamped.
+_RBF_FLOOR = float(torch.exp(torch.tensor(-_RBF_EXPONENT_CAP)))
+
 
 class GaussianExpansion(nn.Module):
     """Distances (E,) → radial basis exp(-(d - μ_k)² / w²), μ_k = start, start+step, …, stop.
@@ -48,12 +52,17 @@ class GaussianExpansion(nn.Module):
         return int(self.centers.numel())
 
     def forward(self, dist: Tensor) -> Tensor:
-        exponent = ((dist.unsqueeze(-1) - self.centers) / self.width).square_().clamp_(max=50.0)
         # Most (distance, centre) pairs lie far apart. exp(-x) for x > 87 underflows, which
         # takes the CPU's slow path (4× slower exp), and for x in ~(87, 103) leaves denormal
         # floats that make the matrix products after it ten times slower. Clamped at 50 and
         # zeroed, those basis values (< 2e-22) are zero for every purpose.
-        return torch.exp(-exponent).masked_fill_(exponent >= 50.0, 0.0)
+        scaled = (dist.unsqueeze(-1) - self.centers).mul_(1.0 / self.width)
+        if dist.requires_grad:  # (distances are data; only a caller differentiating needs this)
+            exponent = scaled.square().clamp(max=_RBF_EXPONENT_CAP)
+            return torch.exp(-exponent).masked_fill(exponent >= _RBF_EXPONENT_CAP, 0.0)
+        # E×centres is the largest tensor before the layers: one allocation, the rest in place.
+        basis = scaled.square_().clamp_(max=_RBF_EXPONENT_CAP).neg_().exp_()
+        return F.threshold_(basis, _RBF_FLOOR, 0.0)
 
 
 class _GatherRows(torch.autograd.Function):
@@ -78,6 +87,18 @@ class _GatherRows(torch.autograd.Function):
 def gather_rows(x: Tensor, index: Tensor) -> Tensor:
     """Rows of ``x`` at ``index`` (differentiable in ``x``)."""
     return _GatherRows.apply(x, index)
+
+
+def batch_norm_affine(norm: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
+    """(scale, shift) with ``norm(y) = scale ⊙ y + shift`` in evaluation mode."""
+    assert norm.running_mean is not None and norm.running_var is not None
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    shift = -norm.running_mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    return scale, shift
 
 
 class PairProjection(nn.Module):
@@ -105,18 +126,34 @@ class PairProjection(nn.Module):
             nn.init.uniform_(self.lin_i.bias, -bound, bound)
 
     def forward(
-        self, x: Tensor, edge_attr: Tensor, edge_index: Tensor, degree: int | None = None
+        self,
+        x: Tensor,
+        edge_attr: Tensor,
+        edge_index: Tensor,
+        degree: int | None = None,
+        affine: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """E×out; ``degree`` K (see :func:`regular_degree`) lets ``v_i`` broadcast."""
+        """E×out; ``degree`` K (see :func:`regular_degree`) lets ``v_i`` broadcast.
+
+        ``affine = (scale, shift)`` returns ``scale ⊙ (W·z + b) + shift`` by scaling the
+        weights instead of the E×out result: how an evaluation-mode BatchNorm after the
+        projection costs nothing per edge."""
         src, dst = edge_index[0], edge_index[1]
+        w_i, w_j, w_e, bias = self.lin_i.weight, self.lin_j.weight, self.lin_e.weight, self.lin_i.bias
+        if affine is not None:
+            scale, shift = affine
+            w_i, w_j, w_e = (w * scale.unsqueeze(1) for w in (w_i, w_j, w_e))
+            bias = shift if bias is None else bias * scale + shift
         if self.per_edge:
             z = torch.cat([x[dst], x[src], edge_attr], dim=-1)
-            weight = torch.cat([self.lin_i.weight, self.lin_j.weight, self.lin_e.weight], dim=1)
-            return F.linear(z, weight, self.lin_i.bias)
-        out = self.lin_e(edge_attr).add_(gather_rows(self.lin_j(x), src))
+            return F.linear(z, torch.cat([w_i, w_j, w_e], dim=1), bias)
+        # The edge term is accumulated by the matrix product itself (beta = 1), not added
+        # in a pass of its own.
+        out = gather_rows(F.linear(x, w_j), src).addmm_(edge_attr, w_e.t())
         if degree:
-            return out.view(x.size(0), degree, -1).add_(self.lin_i(x).unsqueeze(1)).view_as(out)
-        return out.add_(gather_rows(self.lin_i(x), dst))
+            node_term = F.linear(x, w_i, bias).unsqueeze(1)
+            return out.view(x.size(0), degree, -1).add_(node_term).view_as(out)
+        return out.add_(gather_rows(F.linear(x, w_i, bias), dst))
 
 
 class CGConv(MessagePassing):
@@ -188,7 +225,12 @@ class EdgeConv(MessagePassing):
         self, x: Tensor, edge_attr: Tensor, edge_index: Tensor, degree: int | None
     ) -> Tensor:
         # x is the full node matrix here (no _i/_j suffix), PairProjection does the gathering.
-        return edge_attr + F.softplus(self.norm(self.pair(x, edge_attr, edge_index, degree)))
+        if self.training or self.norm.running_mean is None:
+            pre = self.norm(self.pair(x, edge_attr, edge_index, degree))
+        else:
+            pre = self.pair(x, edge_attr, edge_index, degree, affine=batch_norm_affine(self.norm))
+        # softplus' backward needs its input, not its output, so the residual adds in place.
+        return F.softplus(pre).add_(edge_attr)
 
 
 def incoming_ptr(index: Tensor, num_nodes: int) -> Tensor | None:
