@@ -34,6 +34,7 @@ from mofsieve.layers import (
     PairProjection,
 )
 from mofsieve.predict import Predictor, model_featurization
+from mofsieve.runtime import keep_freed_memory
 from mofsieve.train import graph_to_data, pack_by_atoms
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,10 +147,14 @@ def main() -> None:
     parser.add_argument("--flush-denormal", action="store_true",
                         help="flush denormal floats to zero for both (mofsieve predict does; "
                              "default off: plain CPU arithmetic, as a straightforward script runs)")
+    parser.add_argument("--glibc-default-malloc", action="store_true",
+                        help="leave glibc's malloc thresholds alone for both (mofsieve predict "
+                             "raises them, see mofsieve.runtime; default: raised for both)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(args.flush_denormal)
+    kept = False if args.glibc_default_malloc else keep_freed_memory()
     fast = Predictor(args.model, device="cpu")
     naive = Predictor(args.model, device="cpu")
     for member in naive.members:
@@ -164,7 +169,8 @@ def main() -> None:
     n_atoms = sum(d.num_nodes for d in datas)
     print(f"model {args.model.name} ({fast.meta['variant']}, {len(fast.members)} members), "
           f"{len(datas)} graphs, {n_atoms} atoms, {len(batches)} batches of ≤{args.batch_atoms} atoms, "
-          f"{args.threads} threads, flush denormals {args.flush_denormal}")
+          f"{args.threads} threads, flush denormals {args.flush_denormal}, "
+          f"malloc keeps freed memory {kept}")
 
     t_fast, p_fast = timed(fast, batches, args.repeats)
     t_naive, p_naive = timed(naive, batches, args.repeats)

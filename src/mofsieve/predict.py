@@ -33,18 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="predictions CSV to write")
     parser.add_argument("--attention", type=Path, help="also write per-atom attention-pooling weights (HDF5)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--batch-atoms", type=int, default=8000, help="atoms per batch (at most; a bigger crystal runs alone); bigger batches allocate tensors over glibc's mmap threshold and get slower on CPU")
+    parser.add_argument("--batch-atoms", type=int, default=8000, help="atoms per batch (at most; a bigger crystal runs alone); on CPU, batches much bigger than the default outgrow the caches and run slower")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    from mofsieve.runtime import configure_cpu
     from mofsieve.store import FeaturizationMismatch, ShardFormatError
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
+    configure_cpu(args.threads)
     try:
         n = predict(args.model, args.graphs, args.out, attention_path=args.attention,
                     device=args.device, batch_atoms=args.batch_atoms)

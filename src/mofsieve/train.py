@@ -78,12 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    from mofsieve.runtime import configure_cpu
     from mofsieve.store import FeaturizationMismatch
 
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
+    configure_cpu(args.threads)
     try:
         train(args)
     except (FeaturizationMismatch, ValueError, FileNotFoundError, KeyError) as err:
