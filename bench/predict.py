@@ -150,6 +150,9 @@ def main() -> None:
     parser.add_argument("--glibc-default-malloc", action="store_true",
                         help="leave glibc's malloc thresholds alone for both (mofsieve predict "
                              "raises them, see mofsieve.runtime; default: raised for both)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time mofsieve's layers under torch.compile (inductor with "
+                             "freezing; needs a C++ compiler), compile time reported apart")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -178,6 +181,29 @@ def main() -> None:
     print(f"mofsieve layers        : {len(datas) / t_fast:8.1f} MOFs/s  ({t_fast:.1f} s)")
     print(f"straightforward per-edge: {len(datas) / t_naive:8.1f} MOFs/s  ({t_naive:.1f} s)")
     print(f"ratio                  : {t_naive / t_fast:8.2f}x   (max |Δprediction| = {diff:.2e} mol/kg)")
+    if args.compile:
+        compiled_vs_eager(fast, batches, args.repeats, t_fast, p_fast)
+
+
+def compiled_vs_eager(fast: Predictor, batches: list, repeats: int, t_eager: float,
+                      p_eager: np.ndarray) -> None:
+    """The same layers compiled: does fusing their element-wise work pay on this CPU?"""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True  # constant weights: folds and prepacks them
+    for member in fast.members:
+        member.compile(dynamic=True)
+    with torch.no_grad():  # freezing applies to inference graphs
+        t0 = time.perf_counter()
+        fast(batches[0])
+        fast(batches[-1])  # the first and the last batch differ in size: both shapes traced
+        t_compile = time.perf_counter() - t0
+        t_compiled, p_compiled = timed(fast, batches, repeats)
+    n = sum(int(b.num_graphs) for b in batches)
+    diff = float(np.max(np.abs(p_compiled - p_eager)))
+    print(f"mofsieve, torch.compile : {n / t_compiled:8.1f} MOFs/s  ({t_compiled:.1f} s, "
+          f"after {t_compile:.0f} s compiling), {t_eager / t_compiled:.2f}x eager "
+          f"(max |Δprediction| = {diff:.2e} mol/kg)")
 
 
 if __name__ == "__main__":
