@@ -144,6 +144,35 @@ def test_predict_streams_every_shard_with_attention(trained, real_shards, tmp_pa
     assert not list(tmp_path.glob("*.tmp-*"))
 
 
+def test_predict_merging_equivalent_atoms_equals_every_atom(trained, real_shards, tmp_path):
+    """Default predict computes equivalent atoms once; --every-atom computes each. Same
+    predictions, uncertainties and per-atom attention weights."""
+    from mofsieve.symmetry import merge_equivalent_atoms
+
+    graphs, _ = real_shards
+    readers = [ShardReader(p) for p in sorted(graphs.glob("shard-*.h5"))]
+    atoms = sum(g.n_atoms for r in readers for g in r)
+    rows = sum(merge_equivalent_atoms(g, 4)[0].n_atoms for r in readers for g in r)
+    assert rows < atoms * 0.8  # these structures do merge: the comparison means something
+    outputs = {}
+    for mode, extra in (("merged", []), ("every", ["--every-atom"])):
+        out, att = tmp_path / f"{mode}.csv", tmp_path / f"{mode}.h5"
+        assert main(["predict", "--model", str(trained), "--graphs", str(graphs), "--out", str(out),
+                     "--attention", str(att), "--batch-atoms", "300", "--device", "cpu", *extra]) == 0
+        with open(out, newline="") as fh:
+            table = list(csv.DictReader(fh))
+        with h5py.File(att) as h5:
+            outputs[mode] = (table, h5["weights"][()], h5["node_ptr"][()])
+    (merged, w_merged, ptr_merged), (every, w_every, ptr_every) = outputs["merged"], outputs["every"]
+    assert [r["mof_id"] for r in merged] == [r["mof_id"] for r in every]
+    assert [r["n_atoms"] for r in merged] == [r["n_atoms"] for r in every]
+    for column in ("prediction", "uncertainty"):
+        np.testing.assert_allclose([float(r[column]) for r in merged],
+                                   [float(r[column]) for r in every], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(ptr_merged, ptr_every)
+    np.testing.assert_allclose(w_merged, w_every, rtol=1e-4, atol=1e-7)
+
+
 def test_predict_refuses_graphs_featurized_differently(trained, real_shards, tmp_path, caplog):
     graphs, _ = real_shards
     reader = ShardReader(graphs / "shard-00001.h5")

@@ -378,14 +378,24 @@ class HeadAttentionConv(GraphAttentionConv):
 # Readouts: crystal vector from atom vectors. Not message passing; plain modules.
 
 
+# ``weight`` (N,), where given, is how many atoms each row stands for: predict runs the model
+# once per set of equivalent atoms (mofsieve.symmetry) and the readout counts each row that
+# many times, which gives the crystal vector of the full graph.
+
+
 class MeanReadout(nn.Module):
     """c = (1/N) Σ_i v_i: intensive targets (uptake per mass) do not grow with the cell."""
 
     def reset_parameters(self) -> None:
         pass
 
-    def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor | None]:
-        return scatter(x, batch, dim=0, dim_size=num_graphs, reduce="mean"), None
+    def forward(self, x: Tensor, batch: Tensor, num_graphs: int,
+                weight: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        if weight is None:
+            return scatter(x, batch, dim=0, dim_size=num_graphs, reduce="mean"), None
+        total = scatter(weight.unsqueeze(-1) * x, batch, dim=0, dim_size=num_graphs, reduce="sum")
+        count = scatter(weight, batch, dim=0, dim_size=num_graphs, reduce="sum")
+        return total / count.clamp_min(1).unsqueeze(-1), None
 
 
 class SumReadout(nn.Module):
@@ -394,7 +404,10 @@ class SumReadout(nn.Module):
     def reset_parameters(self) -> None:
         pass
 
-    def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, batch: Tensor, num_graphs: int,
+                weight: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        if weight is not None:
+            x = weight.unsqueeze(-1) * x
         return scatter(x, batch, dim=0, dim_size=num_graphs, reduce="sum"), None
 
 
@@ -403,7 +416,9 @@ class AttentionReadout(nn.Module):
     :math:`a_i = w_2^\top \tanh(W_1 v_i + b_1)`.
 
     Returns the per-atom weights (summing to 1 over each crystal's atoms) alongside ``c``:
-    they are the atom importances the report draws.
+    they are the atom importances the report draws. With row weights :math:`m_r` the softmax
+    runs over rows with scores :math:`a_r + \log m_r` (the :math:`m_r` equal terms of the
+    full sum), and each atom's weight is its row's divided by :math:`m_r`.
     """
 
     def __init__(self, channels: int, hidden: int = 64) -> None:
@@ -416,10 +431,15 @@ class AttentionReadout(nn.Module):
         self.lin1.reset_parameters()
         self.lin2.reset_parameters()
 
-    def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, batch: Tensor, num_graphs: int,
+                weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
         score = self.lin2(torch.tanh(self.lin1(x))).squeeze(-1)
+        if weight is not None:
+            score = score + weight.log()
         weights = softmax(score, batch, num_nodes=num_graphs)
         pooled = scatter(weights.unsqueeze(-1) * x, batch, dim=0, dim_size=num_graphs, reduce="sum")
+        if weight is not None:
+            weights = weights / weight
         return pooled, weights
 
 

@@ -143,8 +143,10 @@ def _atomic_masses() -> Tensor:
     return masses
 
 
-def cell_features(lattice: Tensor, z: Tensor, batch: Tensor, masses: Tensor) -> Tensor:
-    """G×8 cell descriptors (see :data:`CELL_FEATURE_NAMES`) from lattices (G×3×3) and atoms."""
+def cell_features(lattice: Tensor, z: Tensor, batch: Tensor, masses: Tensor,
+                  weight: Tensor | None = None) -> Tensor:
+    """G×8 cell descriptors (see :data:`CELL_FEATURE_NAMES`) from lattices (G×3×3) and atoms
+    (each counted ``weight`` times where given: rows standing for equivalent atoms)."""
     num_graphs = lattice.size(0)
     lengths = lattice.norm(dim=-1)  # G×3: a, b, c
     a, b, c = lattice[:, 0], lattice[:, 1], lattice[:, 2]
@@ -153,8 +155,9 @@ def cell_features(lattice: Tensor, z: Tensor, batch: Tensor, masses: Tensor) -> 
         return (u * v).sum(-1) / (u.norm(dim=-1) * v.norm(dim=-1))
 
     volume = torch.linalg.det(lattice.double()).abs().to(lattice.dtype)
-    n_atoms = scatter(torch.ones_like(z, dtype=lattice.dtype), batch, 0, dim_size=num_graphs)
-    mass = scatter(masses[z], batch, 0, dim_size=num_graphs)
+    count = torch.ones_like(z, dtype=lattice.dtype) if weight is None else weight.to(lattice.dtype)
+    n_atoms = scatter(count, batch, 0, dim_size=num_graphs)
+    mass = scatter(masses[z] * count, batch, 0, dim_size=num_graphs)
     return torch.stack(
         [
             *lengths.log().unbind(-1),
@@ -168,13 +171,20 @@ def cell_features(lattice: Tensor, z: Tensor, batch: Tensor, masses: Tensor) -> 
     )
 
 
+def multiplicity(data: Any) -> Tensor | None:
+    """How many atoms each row of a batch stands for (None: one each). Set by predict when it
+    merges equivalent atoms (mofsieve.symmetry)."""
+    return getattr(data, "multiplicity", None)
+
+
 class AECGCNN(nn.Module):
     """Crystal graph → one standardised target value per crystal.
 
     ``forward(data)`` takes a PyG batch with ``z``, ``edge_index``, ``edge_dist``, ``batch``
     and, as the config needs them, ``charge``, ``lattice``, ``global_features`` (already in
-    the order of ``config.global_features``). Descriptor standardisation lives in buffers, so
-    it travels with the weights.
+    the order of ``config.global_features``), and optionally ``multiplicity`` (rows standing
+    for several equivalent atoms, see :func:`multiplicity`). Descriptor standardisation lives
+    in buffers, so it travels with the weights.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -232,7 +242,8 @@ class AECGCNN(nn.Module):
         parts = []
         num_graphs = int(data.num_graphs)
         if self.config.use_cell:
-            parts.append(cell_features(data.lattice, data.z, data.batch, self.masses))
+            parts.append(cell_features(data.lattice, data.z, data.batch, self.masses,
+                                       multiplicity(data)))
         if self.config.global_features:
             parts.append(data.global_features.view(num_graphs, -1))
         return torch.cat(parts, dim=-1) if parts else None
@@ -279,7 +290,7 @@ class AECGCNN(nn.Module):
             if self.config.edge_update:
                 e = self.edge_convs[layer](x, edge_index, e, degree=degree)
             x = self.convs[layer](x, edge_index, e, degree=degree)
-        pooled, atom_weights = self.readout(x, data.batch, num_graphs)
+        pooled, atom_weights = self.readout(x, data.batch, num_graphs, multiplicity(data))
         descriptors = self.raw_descriptors(data)
         if descriptors is not None:
             mean = torch.cat([self.cell_mean, self.global_mean])

@@ -4,7 +4,8 @@ Writes ``mof_id,prediction,uncertainty,n_atoms`` (ensemble mean and standard dev
 model's unit) atomically, and optionally the attention-pooling weight of every atom to HDF5.
 Shards are read one at a time and batched by total atom count, so memory does not grow with
 the number of MOFs. Every shard's featurization parameters are checked against the model's
-before anything is computed.
+before anything is computed. Atoms the model cannot tell apart (symmetry-equivalent sites,
+found exactly by :mod:`mofsieve.symmetry`) are computed once; ``--every-atom`` computes each.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch-atoms", type=int, default=8000, help="atoms per batch (at most; a bigger crystal runs alone); on CPU, batches much bigger than the default outgrow the caches and run slower")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--every-atom", action="store_true", help="compute every atom, also those the model cannot tell apart from another (slower; same predictions)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     configure_cpu(args.threads)
     try:
         n = predict(args.model, args.graphs, args.out, attention_path=args.attention,
-                    device=args.device, batch_atoms=args.batch_atoms)
+                    device=args.device, batch_atoms=args.batch_atoms,
+                    merge_equivalent=not args.every_atom)
     except FeaturizationMismatch as err:
         log.error("refusing to predict: %s", err)
         return 3
@@ -112,15 +115,41 @@ class Predictor:
         return mean.cpu().numpy(), std.cpu().numpy(), w_mean
 
 
-def iter_shard_batches(reader: Any, global_index: Sequence[int], batch_atoms: int) -> Iterator[tuple[list[int], Any]]:
-    """Consecutive graphs of one shard, batched by total atom count."""
+def iter_shard_batches(
+    reader: Any, global_index: Sequence[int], batch_atoms: int, merge_rounds: int | None = None
+) -> Iterator[tuple[list[int], Any, np.ndarray | None]]:
+    """Consecutive graphs of one shard, batched by total atom count.
+
+    With ``merge_rounds`` (the model's number of layers), each graph first has its equivalent
+    atoms merged (:func:`mofsieve.symmetry.merge_equivalent_atoms`): the batch then holds one
+    row per set, with ``multiplicity``, and the third item maps every atom of the group's
+    graphs, in order, to its row of the batch (None without merging).
+    """
     from torch_geometric.data import Batch
 
     from mofsieve.train import graph_to_data, pack_by_atoms
 
-    n_atoms = np.diff(reader.node_ptr)
-    for group in pack_by_atoms(n_atoms, batch_atoms, range(len(reader))):
-        yield group, Batch.from_data_list([graph_to_data(reader.graph(i), global_index) for i in group])
+    if merge_rounds is None:
+        for group in pack_by_atoms(np.diff(reader.node_ptr), batch_atoms, range(len(reader))):
+            datas = [graph_to_data(reader.graph(i), global_index) for i in group]
+            yield group, Batch.from_data_list(datas), None
+        return
+    import torch
+
+    from mofsieve.symmetry import merge_equivalent_atoms
+
+    merged = [merge_equivalent_atoms(reader.graph(i), merge_rounds) for i in range(len(reader))]
+    rows = [m[0].n_atoms for m in merged]
+    for group in pack_by_atoms(rows, batch_atoms, range(len(reader))):
+        datas, atom_to_row, offset = [], [], 0
+        for i in group:
+            graph, multiplicity, to_row = merged[i]
+            data = graph_to_data(graph, global_index)
+            data.multiplicity = torch.from_numpy(multiplicity.astype(np.float32))
+            datas.append(data)
+            atom_to_row.append(to_row + offset)
+            offset += graph.n_atoms
+        yield group, Batch.from_data_list(datas), np.concatenate(atom_to_row)
 
 
 class AttentionWriter:
@@ -172,8 +201,12 @@ def predict(
     attention_path: Path | None = None,
     device: str = "auto",
     batch_atoms: int = 8000,
+    merge_equivalent: bool = True,
 ) -> int:
-    """Predict every graph of ``graphs``; returns the number of rows written."""
+    """Predict every graph of ``graphs``; returns the number of rows written.
+
+    ``merge_equivalent``: run the model once per set of atoms it cannot tell apart
+    (:mod:`mofsieve.symmetry`): the same predictions, fewer atoms computed."""
     from mofsieve.store import ShardReader, read_params, shard_paths
 
     predictor = Predictor(model_dir, device)
@@ -188,6 +221,7 @@ def predict(
             f"{predictor.members[0].config.readout} pooling"
         )
     log.info("%d shard(s), %d ensemble member(s) on %s", len(paths), len(predictor.members), predictor.device)
+    merge_rounds = predictor.members[0].config.num_layers if merge_equivalent else None
 
     n_rows = 0
     # Both files appear complete or not at all: written under temporary names, renamed at the
@@ -205,8 +239,11 @@ def predict(
                 reader = ShardReader(path, in_memory=True)
                 names = reader.params.global_feature_names
                 global_index = [names.index(n) for n in predictor.params.global_feature_names]
-                for group, batch in iter_shard_batches(reader, global_index, batch_atoms):
+                batches = iter_shard_batches(reader, global_index, batch_atoms, merge_rounds)
+                for group, batch, atom_to_row in batches:
                     mean, std, weights = predictor(batch, atom_weights=writer is not None)
+                    if weights is not None and atom_to_row is not None:
+                        weights = weights[atom_to_row]  # every atom of a set has its weight
                     for j, i in enumerate(group):
                         rows.writerow([reader.ids[i], f"{mean[j]:.6g}", f"{std[j]:.6g}", reader.n_atoms(i)])
                     if writer is not None and weights is not None:

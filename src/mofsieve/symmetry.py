@@ -1,0 +1,121 @@
+"""Atoms the model cannot tell apart, computed once: arrays in, arrays out.
+
+A message-passing network gives two atoms the same features after L layers whenever their
+L-hop neighbourhoods look the same: same element and charge, and neighbours that match one
+to one in distance and, recursively, in neighbourhood. Colour refinement (1-WL) finds such
+atoms: start from (element, charge), then repeatedly give each atom a new colour from its old
+one and the multiset of (neighbour colour, distance) over its edges. After L rounds, atoms
+of one colour get bit-for-bit the same inputs at every layer of an L-layer model, so the
+model need only run on one representative per colour, with each neighbour replaced by its
+colour's representative, and the crystal's readout counts each representative as many times
+as its colour has atoms.
+
+Comparisons are exact (float32 bit patterns, as the model reads them), so nothing is
+approximated: merging happens where a structure's symmetry survives in its graph. Measured
+on 1,000 structures of the `core-mof` package (CoRE MOF 2019-ASR, no partial charges):
+333,865 atoms in 88,081 colours (3.8×). Partial charges assigned atom by atom usually differ
+between symmetry-equivalent sites, so charged structures merge little (1.1× on the shared set).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from mofsieve.store import CrystalGraph
+
+
+def _dense_ids(rows: np.ndarray) -> np.ndarray:
+    """An integer per row of ``rows`` (N×W int64), equal exactly for equal rows, numbered
+    0… in sorted row order. (``np.unique(axis=0)`` does the same ten times slower.)"""
+    order = np.lexsort(rows.T[::-1])
+    ordered = rows[order]
+    new_row = np.empty(len(rows), dtype=bool)
+    new_row[:1] = True
+    np.any(ordered[1:] != ordered[:-1], axis=1, out=new_row[1:])
+    ids = np.empty(len(rows), dtype=np.int64)
+    ids[order] = np.cumsum(new_row) - 1
+    return ids
+
+
+def _float32_bits(values: np.ndarray) -> np.ndarray:
+    bits = np.asarray(values, dtype=np.float32).view(np.int32).astype(np.int64)
+    bits[np.isnan(np.asarray(values, dtype=np.float32))] = -1  # every NaN alike (no charge)
+    return bits
+
+
+def atom_colours(
+    atomic_number: np.ndarray,
+    charge: np.ndarray,
+    edge_src: np.ndarray,
+    edge_dst: np.ndarray,
+    edge_dist: np.ndarray,
+    rounds: int,
+) -> np.ndarray:
+    """Colour (0…C-1) of every atom after ``rounds`` rounds of refinement (fewer if the
+    partition stops changing). Edges go from ``edge_src`` to the centre ``edge_dst``."""
+    n = int(atomic_number.shape[0])
+    colour = _dense_ids(np.stack([np.asarray(atomic_number, np.int64), _float32_bits(charge)], 1))
+    if n == 0 or edge_dst.size == 0:
+        return colour
+    dst = np.asarray(edge_dst, np.int64)
+    dist_bits = _float32_bits(edge_dist)
+    degree = np.bincount(dst, minlength=n)
+    k = int(degree.max())
+    # The shards' layout (each atom's K edges together, atoms in order) sorts row by row.
+    regular = dst.size == n * k and bool(np.array_equal(dst, np.repeat(np.arange(n), k)))
+    # Position of each edge among its centre's edges, in any centre-sorted order.
+    slot = np.arange(dst.size) - np.repeat(np.cumsum(degree) - degree, degree)
+    for _ in range(rounds):
+        if colour.max() == n - 1:  # every atom its own colour: nothing left to merge
+            return colour
+        # Each edge as one integer (neighbour colour, distance bits), then each atom's edges
+        # sorted and padded into a row: equal rows are equal multisets.
+        edge_key = (colour[edge_src] << 32) | (dist_bits & 0xFFFFFFFF)
+        rows = np.full((n, k + 1), -1, dtype=np.int64)
+        rows[:, 0] = colour
+        if regular:
+            rows[:, 1:] = np.sort(edge_key.reshape(n, k), axis=1)
+        else:
+            order = np.lexsort((edge_key, dst))
+            rows[dst[order], 1 + slot] = edge_key[order]
+        refined = _dense_ids(rows)
+        if refined.max() == colour.max():  # no colour split: stable from here on
+            return refined
+        colour = refined
+    return colour
+
+
+def merge_equivalent_atoms(graph: CrystalGraph, rounds: int) -> tuple[CrystalGraph, np.ndarray, np.ndarray]:
+    """The graph on one representative atom per colour (see the module docstring).
+
+    Returns ``(merged, multiplicity, atom_to_row)``: ``merged`` keeps each colour's first atom
+    (in the original order) with that atom's own edges, their neighbours renumbered to
+    representatives; ``multiplicity[r]`` is how many atoms row ``r`` stands for;
+    ``atom_to_row[i]`` is the row of atom ``i``, for spreading per-atom results back.
+    """
+    colour = atom_colours(graph.atomic_number, graph.charge, graph.edge_src, graph.edge_dst,
+                          graph.edge_dist, rounds)
+    _, first = np.unique(colour, return_index=True)
+    representatives = np.sort(first)
+    row_of_colour = np.empty(len(representatives), dtype=np.int64)
+    row_of_colour[colour[representatives]] = np.arange(len(representatives))
+    atom_to_row = row_of_colour[colour]
+    multiplicity = np.bincount(atom_to_row, minlength=len(representatives))
+    if len(representatives) == graph.n_atoms:
+        return graph, multiplicity, atom_to_row
+    is_representative = np.zeros(graph.n_atoms, dtype=bool)
+    is_representative[representatives] = True
+    keep = is_representative[graph.edge_dst]
+    merged = replace(
+        graph,
+        atomic_number=graph.atomic_number[representatives],
+        charge=graph.charge[representatives],
+        frac_coords=graph.frac_coords[representatives],
+        edge_src=atom_to_row[graph.edge_src[keep]].astype(graph.edge_src.dtype),
+        edge_dst=atom_to_row[graph.edge_dst[keep]].astype(graph.edge_dst.dtype),
+        edge_dist=graph.edge_dist[keep],
+        edge_image=graph.edge_image[keep],
+    )
+    return merged, multiplicity, atom_to_row
