@@ -11,6 +11,7 @@ import torch
 from torch_geometric.data import Batch
 
 from mofsieve.model import AECGCNN, ModelConfig
+from mofsieve.predict import merged_graph_data
 from mofsieve.store import CrystalGraph, FeaturizationParams
 from mofsieve.symmetry import atom_colours, merge_equivalent_atoms
 from mofsieve.train import graph_to_data
@@ -106,17 +107,16 @@ def symmetric_mofs() -> list[CrystalGraph]:
 
 
 def _batch(graphs: list[CrystalGraph], merge: bool, rounds: int) -> tuple[Batch, np.ndarray]:
+    """A batch of ``graphs`` as predict builds it, merged or not, and each atom's row."""
+    if not merge:
+        atoms = sum(g.n_atoms for g in graphs)
+        return Batch.from_data_list([graph_to_data(g, None) for g in graphs]), np.arange(atoms)
     datas, atom_to_row, offset = [], [], 0
     for graph in graphs:
-        if merge:
-            graph, multiplicity, to_row = merge_equivalent_atoms(graph, rounds)
-        else:
-            multiplicity, to_row = np.ones(graph.n_atoms), np.arange(graph.n_atoms)
-        data = graph_to_data(graph, None)
-        data.multiplicity = torch.from_numpy(multiplicity.astype(np.float32))
+        data, to_row = merged_graph_data(graph, [], rounds)
         datas.append(data)
         atom_to_row.append(to_row + offset)
-        offset += graph.n_atoms
+        offset += data.num_nodes
     return Batch.from_data_list(datas), np.concatenate(atom_to_row)
 
 

@@ -115,15 +115,30 @@ class Predictor:
         return mean.cpu().numpy(), std.cpu().numpy(), w_mean
 
 
+def merged_graph_data(graph: Any, global_index: Sequence[int], rounds: int) -> tuple[Any, np.ndarray]:
+    """PyG Data of ``graph`` with its equivalent atoms merged
+    (:func:`mofsieve.symmetry.merge_equivalent_atoms`, ``rounds`` = the model's layers), with
+    ``multiplicity`` set, and the row of every atom of ``graph``."""
+    import torch
+
+    from mofsieve.symmetry import merge_equivalent_atoms
+    from mofsieve.train import graph_to_data
+
+    merged, multiplicity, atom_to_row = merge_equivalent_atoms(graph, rounds)
+    data = graph_to_data(merged, global_index)
+    data.multiplicity = torch.from_numpy(multiplicity.astype(np.float32))
+    return data, atom_to_row
+
+
 def iter_shard_batches(
     reader: Any, global_index: Sequence[int], batch_atoms: int, merge_rounds: int | None = None
 ) -> Iterator[tuple[list[int], Any, np.ndarray | None]]:
     """Consecutive graphs of one shard, batched by total atom count.
 
     With ``merge_rounds`` (the model's number of layers), each graph first has its equivalent
-    atoms merged (:func:`mofsieve.symmetry.merge_equivalent_atoms`): the batch then holds one
-    row per set, with ``multiplicity``, and the third item maps every atom of the group's
-    graphs, in order, to its row of the batch (None without merging).
+    atoms merged (:func:`merged_graph_data`) and batches are packed by rows; the third item
+    maps every atom of the group's graphs, in order, to its row of the batch (None without
+    merging).
     """
     from torch_geometric.data import Batch
 
@@ -134,22 +149,11 @@ def iter_shard_batches(
             datas = [graph_to_data(reader.graph(i), global_index) for i in group]
             yield group, Batch.from_data_list(datas), None
         return
-    import torch
-
-    from mofsieve.symmetry import merge_equivalent_atoms
-
-    merged = [merge_equivalent_atoms(reader.graph(i), merge_rounds) for i in range(len(reader))]
-    rows = [m[0].n_atoms for m in merged]
-    for group in pack_by_atoms(rows, batch_atoms, range(len(reader))):
-        datas, atom_to_row, offset = [], [], 0
-        for i in group:
-            graph, multiplicity, to_row = merged[i]
-            data = graph_to_data(graph, global_index)
-            data.multiplicity = torch.from_numpy(multiplicity.astype(np.float32))
-            datas.append(data)
-            atom_to_row.append(to_row + offset)
-            offset += graph.n_atoms
-        yield group, Batch.from_data_list(datas), np.concatenate(atom_to_row)
+    merged = [merged_graph_data(reader.graph(i), global_index, merge_rounds) for i in range(len(reader))]
+    for group in pack_by_atoms([m[0].num_nodes for m in merged], batch_atoms, range(len(reader))):
+        offsets = np.cumsum([0] + [merged[i][0].num_nodes for i in group])  # rows, not atoms
+        atom_to_row = np.concatenate([merged[i][1] + offsets[j] for j, i in enumerate(group)])
+        yield group, Batch.from_data_list([merged[i][0] for i in group]), atom_to_row
 
 
 class AttentionWriter:
