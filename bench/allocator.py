@@ -1,5 +1,5 @@
 """`mofsieve predict` over graph shards with glibc's default malloc vs with freed memory kept
-(mofsieve.runtime.keep_freed_memory, what the CLI does), each in a fresh process, same run.
+(mofsieve.runtime.configure_cpu, what the CLI does), each in a fresh process, same run.
 
     .venv/bin/python bench/allocator.py [--graphs DIR] [--shards 2] [--threads 2]
 
@@ -21,13 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 _CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-import torch
 from mofsieve.predict import predict
-from mofsieve.runtime import keep_freed_memory
+from mofsieve.runtime import configure_cpu
 mode, model, out, threads, *shards = sys.argv[1:]
-torch.set_num_threads(int(threads))
-torch.set_flush_denormal(True)
-kept = keep_freed_memory() if mode == "keep" else False
+kept = configure_cpu(int(threads), keep_freed=mode == "keep")  # as the CLI, or not keeping
 t0 = time.perf_counter()
 n = predict(Path(model), shards, Path(out))
 seconds = time.perf_counter() - t0

@@ -11,7 +11,7 @@ import torch
 from torch_geometric.data import Batch
 
 from mofsieve.model import AECGCNN, ModelConfig
-from mofsieve.predict import merged_graph_data
+from mofsieve.predict import merged_batch, merged_graph_data
 from mofsieve.store import CrystalGraph, FeaturizationParams
 from mofsieve.symmetry import atom_colours, merge_equivalent_atoms
 from mofsieve.train import graph_to_data
@@ -111,13 +111,7 @@ def _batch(graphs: list[CrystalGraph], merge: bool, rounds: int) -> tuple[Batch,
     if not merge:
         atoms = sum(g.n_atoms for g in graphs)
         return Batch.from_data_list([graph_to_data(g, None) for g in graphs]), np.arange(atoms)
-    datas, atom_to_row, offset = [], [], 0
-    for graph in graphs:
-        data, to_row = merged_graph_data(graph, [], rounds)
-        datas.append(data)
-        atom_to_row.append(to_row + offset)
-        offset += data.num_nodes
-    return Batch.from_data_list(datas), np.concatenate(atom_to_row)
+    return merged_batch([merged_graph_data(graph, [], rounds) for graph in graphs])
 
 
 @pytest.mark.parametrize("config", [

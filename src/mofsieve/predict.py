@@ -151,9 +151,17 @@ def iter_shard_batches(
         return
     merged = [merged_graph_data(reader.graph(i), global_index, merge_rounds) for i in range(len(reader))]
     for group in pack_by_atoms([m[0].num_nodes for m in merged], batch_atoms, range(len(reader))):
-        offsets = np.cumsum([0] + [merged[i][0].num_nodes for i in group])  # rows, not atoms
-        atom_to_row = np.concatenate([merged[i][1] + offsets[j] for j, i in enumerate(group)])
-        yield group, Batch.from_data_list([merged[i][0] for i in group]), atom_to_row
+        yield group, *merged_batch([merged[i] for i in group])
+
+
+def merged_batch(merged: Sequence[tuple[Any, np.ndarray]]) -> tuple[Any, np.ndarray]:
+    """One Batch of :func:`merged_graph_data` results, and the row in it of every atom of
+    their graphs, in order."""
+    from torch_geometric.data import Batch
+
+    offsets = np.cumsum([0] + [data.num_nodes for data, _ in merged])  # rows, not atoms
+    atom_to_row = np.concatenate([to_row + offsets[j] for j, (_, to_row) in enumerate(merged)])
+    return Batch.from_data_list([data for data, _ in merged]), atom_to_row
 
 
 class AttentionWriter:

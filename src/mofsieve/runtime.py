@@ -48,13 +48,18 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 
 
-def configure_cpu(threads: int | None) -> None:
-    """Threads (None: torch's choice), denormals flushed to zero, allocator as above."""
+def configure_cpu(threads: int | None, keep_freed: bool = True) -> bool:
+    """Threads (None: torch's choice), denormals flushed to zero, and with ``keep_freed`` the
+    allocator as above. Returns whether freed memory is kept."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     # Denormal floats make CPU arithmetic up to 10× slower and carry no information here.
     torch.set_flush_denormal(True)
-    if not keep_freed_memory():
+    if not keep_freed:
+        return False
+    kept = keep_freed_memory()
+    if not kept:
         log.debug("could not raise glibc's malloc thresholds; large tensors stay mmap-backed")
+    return kept

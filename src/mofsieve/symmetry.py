@@ -39,8 +39,9 @@ def _dense_ids(rows: np.ndarray) -> np.ndarray:
 
 
 def _float32_bits(values: np.ndarray) -> np.ndarray:
-    bits = np.asarray(values, dtype=np.float32).view(np.int32).astype(np.int64)
-    bits[np.isnan(np.asarray(values, dtype=np.float32))] = -1  # every NaN alike (no charge)
+    as_float32 = np.asarray(values, dtype=np.float32)
+    bits = as_float32.view(np.int32).astype(np.int64)
+    bits[np.isnan(as_float32)] = -1  # every NaN alike (no charge)
     return bits
 
 
