@@ -16,17 +16,27 @@ N×K×C. When :func:`regular_degree` finds that layout, the layers take a dense 
 same numbers: ``v_i`` is broadcast over the K neighbours instead of gathered, the neighbour
 softmax is a softmax over one axis, and the weighted sum of messages is one batched matrix
 product instead of a multiply and a scatter. Other graphs take PyG's ``propagate``.
+
+For inference on CPU, :mod:`mofsieve.fused` goes one step further where it can be built:
+EdgeConv's and the attention layers' per-edge chain (gather, add, activation, neighbour
+softmax, weighted sum) runs as one compiled pass per edge, and the matrix products stay
+here (:meth:`PairProjection.parts`). :func:`fused_kernels` decides when: evaluation mode,
+no gradients, float32 CPU tensors in the regular layout. The PyTorch code here is the
+reference the fused kernels are tested against, and what training and GPUs run.
 """
 
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter, softmax
+
+from mofsieve import fused
 
 _RBF_EXPONENT_CAP = 50.0
 # exp(-50) as the float32 exp computes it: a basis value at or below it was clamped.
@@ -125,6 +135,16 @@ class PairProjection(nn.Module):
         if self.lin_i.bias is not None:
             nn.init.uniform_(self.lin_i.bias, -bound, bound)
 
+    def _weights(
+        self, affine: tuple[Tensor, Tensor] | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        w_i, w_j, w_e, bias = self.lin_i.weight, self.lin_j.weight, self.lin_e.weight, self.lin_i.bias
+        if affine is not None:
+            scale, shift = affine
+            w_i, w_j, w_e = (w * scale.unsqueeze(1) for w in (w_i, w_j, w_e))
+            bias = shift if bias is None else bias * scale + shift
+        return w_i, w_j, w_e, bias
+
     def forward(
         self,
         x: Tensor,
@@ -139,11 +159,7 @@ class PairProjection(nn.Module):
         weights instead of the E×out result: how an evaluation-mode BatchNorm after the
         projection costs nothing per edge."""
         src, dst = edge_index[0], edge_index[1]
-        w_i, w_j, w_e, bias = self.lin_i.weight, self.lin_j.weight, self.lin_e.weight, self.lin_i.bias
-        if affine is not None:
-            scale, shift = affine
-            w_i, w_j, w_e = (w * scale.unsqueeze(1) for w in (w_i, w_j, w_e))
-            bias = shift if bias is None else bias * scale + shift
+        w_i, w_j, w_e, bias = self._weights(affine)
         if self.per_edge:
             z = torch.cat([x[dst], x[src], edge_attr], dim=-1)
             return F.linear(z, torch.cat([w_i, w_j, w_e], dim=1), bias)
@@ -154,6 +170,25 @@ class PairProjection(nn.Module):
             node_term = F.linear(x, w_i, bias).unsqueeze(1)
             return out.view(x.size(0), degree, -1).add_(node_term).view_as(out)
         return out.add_(gather_rows(F.linear(x, w_i, bias), dst))
+
+    def parts(
+        self, x: Tensor, edge_attr: Tensor, affine: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The three terms before they are combined, for the fused kernels: ``(W_j v, W_i v
+        + b, W_e e)``, N×out, N×out, E×out."""
+        w_i, w_j, w_e, bias = self._weights(affine)
+        return F.linear(x, w_j), F.linear(x, w_i, bias), torch.mm(edge_attr, w_e.t())
+
+
+def fused_kernels(x: Tensor, degree: int | None, training: bool) -> ModuleType | None:
+    """The fused CPU kernels (:mod:`mofsieve.fused`) where they give this module's numbers:
+    inference (evaluation mode, no gradients) on float32 CPU tensors in the shards' regular
+    layout; else None."""
+    if training or not degree or torch.is_grad_enabled():
+        return None
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return None
+    return fused.kernels()
 
 
 class CGConv(MessagePassing):
@@ -228,7 +263,13 @@ class EdgeConv(MessagePassing):
         if self.training or self.norm.running_mean is None:
             pre = self.norm(self.pair(x, edge_attr, edge_index, degree))
         else:
-            pre = self.pair(x, edge_attr, edge_index, degree, affine=batch_norm_affine(self.norm))
+            affine = batch_norm_affine(self.norm)
+            kernels = fused_kernels(x, degree, self.training)
+            if kernels is not None:
+                node_j, node_i, edge_term = self.pair.parts(x, edge_attr, affine)
+                return kernels.edge_update(node_j, node_i, edge_term, edge_attr.contiguous(),
+                                           edge_index[0].contiguous(), degree)
+            pre = self.pair(x, edge_attr, edge_index, degree, affine=affine)
         # softplus' backward needs its input, not its output, so the residual adds in place.
         return F.softplus(pre).add_(edge_attr)
 
@@ -303,6 +344,14 @@ class GraphAttentionConv(MessagePassing):
         α (E×heads) and the combined edge weights w (E,), each summing to 1 per atom."""
         n = x.size(0)
         dst = edge_index[1]
+        kernels = None if return_attention_weights else fused_kernels(x, degree, self.training)
+        if kernels is not None and 0.0 <= self.negative_slope <= 1.0:
+            node_j, node_i, edge_term = self.pair.parts(x, edge_attr)
+            aggregated = kernels.attention(node_j, node_i, edge_term, edge_index[0].contiguous(),
+                                           self.att.weight.contiguous(),
+                                           self.head_weights(x).contiguous(), degree,
+                                           self.negative_slope)
+            return x + self.norm(aggregated)
         u = self.pair(x, edge_attr, edge_index, degree)
         score = self.att(F.leaky_relu(u, self.negative_slope))  # E × heads
         if degree:
@@ -319,6 +368,10 @@ class GraphAttentionConv(MessagePassing):
         if return_attention_weights:
             return out, (alpha, weight)
         return out
+
+    def head_weights(self, x: Tensor) -> Tensor:
+        """β (N×heads): how each atom weighs its heads; here equal (1/M)."""
+        return x.new_full((x.size(0), self.heads), 1.0 / self.heads)
 
     def edge_weight(self, alpha: Tensor, x: Tensor, dst: Tensor, degree: int | None = None) -> Tensor:
         """Combine the heads' weights into one per edge (E,); one head passes through."""
@@ -365,9 +418,13 @@ class HeadAttentionConv(GraphAttentionConv):
         super().reset_parameters()
         self.head_query.reset_parameters()
 
-    def edge_weight(self, alpha: Tensor, x: Tensor, dst: Tensor, degree: int | None = None) -> Tensor:
+    def head_weights(self, x: Tensor) -> Tensor:
         beta = torch.softmax(self.head_query(x), dim=-1)  # N × heads, sums to 1 per atom
         self.last_head_weights = beta.detach()
+        return beta
+
+    def edge_weight(self, alpha: Tensor, x: Tensor, dst: Tensor, degree: int | None = None) -> Tensor:
+        beta = self.head_weights(x)
         if degree:
             n = x.size(0)
             return (alpha.view(n, degree, -1) * beta.unsqueeze(1)).sum(dim=-1).view(-1)

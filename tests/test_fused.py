@@ -1,0 +1,194 @@
+"""The fused CPU kernels (mofsieve.fused) give the PyTorch layers' numbers, are used only
+where they may be, and their absence or a failed build costs speed, never a result."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+from torch_geometric.data import Batch
+
+from mofsieve import fused
+from mofsieve.layers import EdgeConv, GraphAttentionConv, HeadAttentionConv, MultiHeadAttentionConv
+from mofsieve.model import AECGCNN, ModelConfig
+from mofsieve.store import CrystalGraph, FeaturizationParams
+from mofsieve.train import graph_to_data
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    """The kernels, built here if needed. Where a compiler exists they must build."""
+    if not fused.compiler_available():
+        pytest.skip("no C++ compiler on this machine: the fused kernels cannot be built")
+    module = fused.kernels()
+    assert module is not None, "a C++ compiler exists but the fused kernels did not build (see log)"
+    return module
+
+
+@pytest.fixture(scope="module")
+def real_mofs() -> list[CrystalGraph]:
+    """Four small real structures of the core-mof package (regular 12-neighbour graphs)."""
+    pytest.importorskip("CoRE_MOF", reason="the core-mof package (pip install '.[demo]')")
+    from mofsieve.featurize import featurize_cif
+    from mofsieve.manifest import iter_archive, package_archive
+    from mofsieve.structures import StructureError
+
+    found = []
+    for name, data in iter_archive(package_archive("core-mof:2019-ASR")):
+        try:
+            graph = featurize_cif(Path(name).stem, name, data, FeaturizationParams())
+        except StructureError:
+            continue
+        if graph.n_atoms <= 200:
+            found.append(graph)
+        if len(found) == 4:
+            return found
+    pytest.fail("fewer than four small structures among core-mof's CIFs")
+
+
+def test_softplus_matches_torch_over_the_float_range(kernels):
+    """With every other term zero, the edge update is softplus itself: compare it to torch's
+    from -200 to 200, including where exp under- or overflows, and at ±inf and NaN."""
+    u = torch.cat([torch.linspace(-200, 200, 40_001), torch.tensor([-torch.inf, torch.inf, torch.nan])])
+    u = torch.cat([u, torch.zeros(16 - u.numel() % 16)]).view(-1, 16)  # rows of 16 lanes
+    n, c = u.shape
+    zeros = torch.zeros(n, c)
+    got = kernels.edge_update(zeros, zeros, u.clone(), torch.zeros(n, c), torch.zeros(n, dtype=torch.long), 1)
+    want = F.softplus(u)
+    finite = torch.isfinite(want)
+    torch.testing.assert_close(got[finite], want[finite], rtol=2e-6, atol=1e-7)
+    assert torch.isnan(got[torch.isnan(u)]).all()
+    assert (got[u == torch.inf] == torch.inf).all() and (got[u == -torch.inf] >= 0).all()
+
+
+def _layer_inputs(graphs: list[CrystalGraph]) -> tuple[Batch, torch.Tensor, torch.Tensor]:
+    batch = Batch.from_data_list([graph_to_data(g, None) for g in graphs])
+    torch.manual_seed(0)
+    x = torch.randn(batch.num_nodes, 64)
+    e = torch.rand(batch.edge_index.size(1), 42)
+    return batch, x, e
+
+
+def _with_running_statistics(layer: torch.nn.Module, *inputs) -> torch.nn.Module:
+    """BatchNorm statistics of real inputs, not the identity of a fresh layer."""
+    with torch.no_grad():
+        layer.train()(*inputs)
+    return layer.eval()
+
+
+@pytest.mark.parametrize("layer_class", [GraphAttentionConv, MultiHeadAttentionConv, HeadAttentionConv],
+                         ids=["one-head", "mean-of-heads", "attention-over-heads"])
+def test_fused_attention_equals_pytorch_layers(kernels, real_mofs, layer_class):
+    batch, x, e = _layer_inputs(real_mofs)
+    degree = 12
+    torch.manual_seed(1)
+    layer = _with_running_statistics(layer_class(64, 42), x, batch.edge_index, e, False, degree)
+    with torch.no_grad():
+        out = layer(x, batch.edge_index, e, degree=degree)
+        with fused.switched_off():
+            ref = layer(x, batch.edge_index, e, degree=degree)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert (out - x).abs().mean() > 1e-2  # the layer did something
+
+
+def test_fused_edge_update_equals_pytorch_layer(kernels, real_mofs):
+    batch, x, e = _layer_inputs(real_mofs)
+    torch.manual_seed(2)
+    layer = _with_running_statistics(EdgeConv(64, 42), x, batch.edge_index, e, 12)
+    with torch.no_grad():
+        out = layer(x, batch.edge_index, e, degree=12)
+        with fused.switched_off():
+            ref = layer(x, batch.edge_index, e, degree=12)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("config", [
+    ModelConfig(conv="attention", heads=3, head_combine="attention", edge_update=True,
+                use_charge=True, use_cell=True, readout="attention"),
+    ModelConfig(conv="attention", heads=3, head_combine="mean", readout="mean", atom_dim=40),
+], ids=["de-atten3-like", "atten2-narrow"])
+def test_fused_model_predicts_what_the_pytorch_layers_predict(kernels, real_mofs, config):
+    batch = Batch.from_data_list([graph_to_data(g, None) for g in real_mofs])
+    torch.manual_seed(3)
+    model = AECGCNN(config)
+    with torch.no_grad():
+        model.train()(batch)
+        model.eval()
+        out, weights = model(batch, return_atom_weights=True)
+        with fused.switched_off():
+            ref, ref_weights = model(batch, return_atom_weights=True)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert out.std() > 0
+    if weights is not None:
+        torch.testing.assert_close(weights, ref_weights, rtol=1e-4, atol=1e-7)
+
+
+def test_training_and_gradients_never_use_the_kernels(kernels, real_mofs, monkeypatch):
+    def refuse():
+        raise AssertionError("fused kernels called where gradients are needed")
+
+    monkeypatch.setattr(fused, "kernels", refuse)
+    batch = Batch.from_data_list([graph_to_data(g, None) for g in real_mofs])
+    model = AECGCNN(ModelConfig(conv="attention", heads=3, head_combine="attention", edge_update=True))
+    model.train()(batch).sum().backward()
+    model.eval()(batch).sum().backward()  # evaluation mode, but differentiating
+
+
+def test_a_neighbour_outside_the_batch_is_an_error_not_a_crash(kernels):
+    node = torch.zeros(3, 16)
+    with pytest.raises(RuntimeError, match="outside the batch"):
+        kernels.edge_update(node, node, torch.zeros(6, 16), torch.zeros(6, 16),
+                            torch.tensor([0, 1, 2, 3, 0, 1]), 2)
+    with pytest.raises(RuntimeError, match="shapes"):
+        kernels.attention(node, node, torch.zeros(5, 16), torch.zeros(5, dtype=torch.long),
+                          torch.zeros(1, 16), torch.ones(3, 1), 2, 0.2)
+
+
+@pytest.fixture
+def fresh_load(monkeypatch, tmp_path):
+    """kernels() as in a new process, with its cache in tmp_path."""
+    monkeypatch.setenv(fused.CACHE, str(tmp_path))
+    fused._load.cache_clear()
+    yield tmp_path
+    fused._load.cache_clear()
+
+
+def test_a_failed_build_falls_back_to_pytorch_and_leaves_nothing(fresh_load, monkeypatch, caplog, real_mofs):
+    monkeypatch.setenv("CXX", str(fresh_load / "no-such-compiler"))
+    with caplog.at_level(logging.WARNING, logger="mofsieve.fused"):
+        assert fused.kernels() is None
+    assert "fused CPU kernels unavailable" in caplog.text
+    assert list(fresh_load.iterdir()) == []  # no library, no half-built folder
+    batch = Batch.from_data_list([graph_to_data(g, None) for g in real_mofs])
+    model = AECGCNN(ModelConfig(conv="attention", heads=3, head_combine="attention", edge_update=True)).eval()
+    with torch.no_grad():
+        assert torch.isfinite(model(batch)).all()
+
+
+def test_a_built_library_is_reused_without_a_compiler(kernels, monkeypatch, tmp_path):
+    name, _ = fused._build_spec()
+    shutil.copy(fused.cache_dir() / f"{name}.so", tmp_path / f"{name}.so")  # built by `kernels`
+    monkeypatch.setenv(fused.CACHE, str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))  # a build would fail
+    fused._load.cache_clear()
+    try:
+        module = fused.kernels()
+        assert module is not None and Path(module.__spec__.origin).parent == tmp_path
+        u = torch.linspace(-3, 3, 32).view(2, 16)
+        zeros = torch.zeros(2, 16)
+        got = module.edge_update(zeros, zeros, u.clone(), zeros, torch.zeros(2, dtype=torch.long), 1)
+        torch.testing.assert_close(got, F.softplus(u))
+    finally:
+        fused._load.cache_clear()
+
+
+def test_the_switch_turns_the_kernels_off(monkeypatch):
+    monkeypatch.setenv(fused.SWITCH, "0")
+    assert fused.kernels() is None
+    monkeypatch.delenv(fused.SWITCH)
+    with fused.switched_off():
+        assert fused.kernels() is None
