@@ -6,7 +6,9 @@ per-edge implementation of the same layers, same weights, same batches, same run
 The straightforward implementation is what one writes from the equations: the Gaussian
 expansion as written, every edge's ``v_i ⊕ v_j ⊕ e`` concatenated and multiplied by the full
 weight, ``x[index]`` gathers, scatter softmax over an unsorted index and, with several heads,
-one aggregation per head. Both must give the same predictions (checked). A third line times
+one aggregation per head. Both must give the same predictions (checked). mofsieve's layers
+run as ``mofsieve predict`` runs them, with the fused CPU kernels of ``mofsieve.fused`` where
+they can be built, and again with PyTorch operators only. A last line times
 what ``mofsieve predict`` does by default on top: atoms the model cannot tell apart computed
 once (``mofsieve.symmetry``; it pays on structures without per-atom partial charges, such as
 ``--graphs results/core2019-asr/graphs`` after ``make screen``). Graphs: the first N
@@ -28,6 +30,7 @@ from torch.nn import functional as F
 from torch_geometric.data import Batch
 from torch_geometric.utils import softmax
 
+from mofsieve import fused
 from mofsieve.layers import (
     CGConv,
     EdgeConv,
@@ -165,6 +168,7 @@ def main() -> None:
     naive = Predictor(args.model, device="cpu")
     for member in naive.members:
         make_straightforward(member)
+    kernels = fused.kernels()  # built (once per machine) before anything is timed
     params = model_featurization(fast.meta)
     graphs = load_graphs(args.graphs, args.n, params)
     names = graphs and params.global_feature_names
@@ -179,11 +183,17 @@ def main() -> None:
           f"malloc keeps freed memory {kept}")
 
     t_fast, p_fast = timed(fast, batches, args.repeats)
+    with fused.switched_off():
+        t_eager, p_eager = timed(fast, batches, args.repeats)
     t_naive, p_naive = timed(naive, batches, args.repeats)
-    diff = float(np.max(np.abs(p_fast - p_naive)))
-    print(f"mofsieve layers        : {len(datas) / t_fast:8.1f} MOFs/s  ({t_fast:.1f} s)")
-    print(f"straightforward per-edge: {len(datas) / t_naive:8.1f} MOFs/s  ({t_naive:.1f} s)")
-    print(f"ratio                  : {t_naive / t_fast:8.2f}x   (max |Δprediction| = {diff:.2e} mol/kg)")
+    n = len(datas)
+    print(f"mofsieve layers        : {n / t_fast:8.1f} MOFs/s  ({t_fast:.1f} s; fused CPU kernels "
+          f"{'on' if kernels else 'unavailable: PyTorch only'})")
+    print(f"  the same, PyTorch only: {n / t_eager:8.1f} MOFs/s  ({t_eager:.1f} s; fused kernels off)")
+    print(f"straightforward per-edge: {n / t_naive:8.1f} MOFs/s  ({t_naive:.1f} s)")
+    for what, t, p in (("ratio", t_fast, p_fast), ("ratio, PyTorch only", t_eager, p_eager)):
+        diff = float(np.max(np.abs(p - p_naive)))
+        print(f"{what:23s}: {t_naive / t:8.2f}x   (max |Δprediction| = {diff:.2e} mol/kg)")
     merged_vs_every_atom(fast, graphs, index, args.batch_atoms, args.repeats, t_naive, p_naive)
     if args.compile:
         compiled_vs_eager(fast, batches, args.repeats, t_fast, p_fast)
