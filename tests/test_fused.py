@@ -15,7 +15,7 @@ from torch_geometric.data import Batch
 from mofsieve import fused
 from mofsieve.layers import EdgeConv, GraphAttentionConv, HeadAttentionConv, MultiHeadAttentionConv
 from mofsieve.model import AECGCNN, ModelConfig
-from mofsieve.store import CrystalGraph, FeaturizationParams
+from mofsieve.store import CrystalGraph
 from mofsieve.train import graph_to_data
 
 
@@ -30,24 +30,9 @@ def kernels():
 
 
 @pytest.fixture(scope="module")
-def real_mofs() -> list[CrystalGraph]:
+def real_mofs(core_mof_graphs) -> list[CrystalGraph]:
     """Four small real structures of the core-mof package (regular 12-neighbour graphs)."""
-    pytest.importorskip("CoRE_MOF", reason="the core-mof package (pip install '.[demo]')")
-    from mofsieve.featurize import featurize_cif
-    from mofsieve.manifest import iter_archive, package_archive
-    from mofsieve.structures import StructureError
-
-    found = []
-    for name, data in iter_archive(package_archive("core-mof:2019-ASR")):
-        try:
-            graph = featurize_cif(Path(name).stem, name, data, FeaturizationParams())
-        except StructureError:
-            continue
-        if graph.n_atoms <= 200:
-            found.append(graph)
-        if len(found) == 4:
-            return found
-    pytest.fail("fewer than four small structures among core-mof's CIFs")
+    return core_mof_graphs(4, lambda graph: graph.n_atoms <= 200)
 
 
 def test_softplus_matches_torch_over_the_float_range(kernels):

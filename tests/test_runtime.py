@@ -47,6 +47,7 @@ def _faults(mode: str) -> int:
 def test_keep_freed_memory_stops_layer_tensors_faulting_in_again():
     default = _faults("default")
     kept = _faults("keep")
-    # Measured: ~73,000 faults with glibc's defaults (each big tensor a fresh mmap), ~8,000 kept.
+    # Measured over ten runs each: 53,000–74,000 faults with glibc's defaults (each big tensor
+    # a fresh mmap), 0–12,000 kept (the heap growing by a tensor now and then).
     assert default > 20_000, default
-    assert kept < default / 4, (kept, default)
+    assert kept < default / 3, (kept, default)

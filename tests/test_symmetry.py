@@ -3,8 +3,6 @@ and that merging changes no prediction on real structures."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,7 +10,7 @@ from torch_geometric.data import Batch
 
 from mofsieve.model import AECGCNN, ModelConfig
 from mofsieve.predict import merged_batch, merged_graph_data
-from mofsieve.store import CrystalGraph, FeaturizationParams
+from mofsieve.store import CrystalGraph
 from mofsieve.symmetry import atom_colours, merge_equivalent_atoms
 from mofsieve.train import graph_to_data
 
@@ -85,25 +83,12 @@ def test_merged_graph_keeps_representatives_with_their_own_edges():
 
 
 @pytest.fixture(scope="module")
-def symmetric_mofs() -> list[CrystalGraph]:
+def symmetric_mofs(core_mof_graphs) -> list[CrystalGraph]:
     """The first real structures of the core-mof package (no partial charges) with at most
     150 atoms whose graphs merge to at most half their atoms."""
-    pytest.importorskip("CoRE_MOF", reason="the core-mof package (pip install '.[demo]')")
-    from mofsieve.featurize import featurize_cif
-    from mofsieve.manifest import iter_archive, package_archive
-    from mofsieve.structures import StructureError
-
-    found = []
-    for name, data in iter_archive(package_archive("core-mof:2019-ASR")):
-        try:
-            graph = featurize_cif(Path(name).stem, name, data, FeaturizationParams())
-        except StructureError:
-            continue
-        if graph.n_atoms <= 150 and merge_equivalent_atoms(graph, 4)[0].n_atoms * 2 <= graph.n_atoms:
-            found.append(graph)
-        if len(found) == 3:
-            return found
-    pytest.fail("no symmetric structure among core-mof's CIFs")
+    return core_mof_graphs(
+        3, lambda g: g.n_atoms <= 150 and merge_equivalent_atoms(g, 4)[0].n_atoms * 2 <= g.n_atoms
+    )
 
 
 def _batch(graphs: list[CrystalGraph], merge: bool, rounds: int) -> tuple[Batch, np.ndarray]:

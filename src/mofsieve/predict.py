@@ -115,6 +115,15 @@ class Predictor:
         return mean.cpu().numpy(), std.cpu().numpy(), w_mean
 
 
+def _fused_note(device: Any) -> str:
+    """Whether the fused CPU kernels run (built here on first use), for the log."""
+    if device.type != "cpu":
+        return ""
+    from mofsieve import fused
+
+    return " (fused CPU kernels)" if fused.kernels() is not None else " (PyTorch layers only)"
+
+
 def merged_graph_data(graph: Any, global_index: Sequence[int], rounds: int) -> tuple[Any, np.ndarray]:
     """PyG Data of ``graph`` with its equivalent atoms merged
     (:func:`mofsieve.symmetry.merge_equivalent_atoms`, ``rounds`` = the model's layers), with
@@ -232,7 +241,8 @@ def predict(
             f"--attention needs a model with attention pooling; {model_dir} uses "
             f"{predictor.members[0].config.readout} pooling"
         )
-    log.info("%d shard(s), %d ensemble member(s) on %s", len(paths), len(predictor.members), predictor.device)
+    log.info("%d shard(s), %d ensemble member(s) on %s%s", len(paths), len(predictor.members),
+             predictor.device, _fused_note(predictor.device))
     merge_rounds = predictor.members[0].config.num_layers if merge_equivalent else None
 
     n_rows = 0
