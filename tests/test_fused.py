@@ -4,7 +4,10 @@ where they may be, and their absence or a failed build costs speed, never a resu
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -177,3 +180,47 @@ def test_the_switch_turns_the_kernels_off(monkeypatch):
     monkeypatch.delenv(fused.SWITCH)
     with fused.switched_off():
         assert fused.kernels() is None
+
+
+# Many clusters' nodes (AMD EPYC before Zen 4) have AVX2 and no AVX-512, where PyTorch, and
+# so the kernels, use 256-bit vectors: a separate build with its own code paths.
+_AVX2_PROBE = """
+import torch
+from torch.nn import functional as F
+from mofsieve import fused
+from mofsieve.layers import EdgeConv, HeadAttentionConv
+assert torch.backends.cpu.get_cpu_capability() == "AVX2"
+kernels = fused.kernels()
+assert kernels is not None, "AVX2 kernels did not build"
+u = torch.linspace(-60, 60, 8_000).view(-1, 16)
+zeros = torch.zeros_like(u)
+got = kernels.edge_update(zeros, zeros, u.clone(), zeros, torch.zeros(u.size(0), dtype=torch.long), 1)
+torch.testing.assert_close(got, F.softplus(u), rtol=2e-6, atol=1e-7)
+torch.manual_seed(0)
+n, k = 500, 12
+x, e = torch.randn(n, 64), torch.rand(n * k, 42)
+edge_index = torch.stack([torch.randint(0, n, (n * k,)), torch.arange(n).repeat_interleave(k)])
+edge, conv = EdgeConv(64, 42), HeadAttentionConv(64, 42, heads=3)
+with torch.no_grad():
+    edge.train()(x, edge_index, e, degree=k)
+    conv.train()(x, edge_index, e, degree=k)
+    edge.eval(), conv.eval()
+    out = conv(x, edge_index, edge(x, edge_index, e, degree=k), degree=k)
+    with fused.switched_off():
+        ref = conv(x, edge_index, edge(x, edge_index, e, degree=k), degree=k)
+torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+print("same numbers")
+"""
+
+
+@pytest.mark.slow
+def test_the_avx2_build_gives_the_same_numbers(kernels, tmp_path):
+    if torch.backends.cpu.get_cpu_capability() != "AVX512":
+        pytest.skip("this CPU runs PyTorch's AVX2 kernels already (tested above), or neither")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", fused.CACHE: str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", _AVX2_PROBE], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "same numbers" in done.stdout
+    (library,) = tmp_path.iterdir()  # one library, not the AVX-512 one
+    assert library.suffix == ".so" and library.stem != fused._build_spec()[0]
