@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -146,11 +147,17 @@ def fresh_load(monkeypatch, tmp_path):
 
 
 def test_a_failed_build_falls_back_to_pytorch_and_leaves_nothing(fresh_load, monkeypatch, caplog, real_mofs):
+    # What processes killed mid-build leave: removed once an hour old, else left to its build.
+    abandoned, live = fresh_load / ".build-killed", fresh_load / ".build-running"
+    for folder in (abandoned, live):
+        folder.mkdir()
+        (folder / "half.o").write_bytes(b"\0" * 100)
+    os.utime(abandoned, (time.time() - 2 * 3600,) * 2)
     monkeypatch.setenv("CXX", str(fresh_load / "no-such-compiler"))
     with caplog.at_level(logging.WARNING, logger="mofsieve.fused"):
         assert fused.kernels() is None
     assert "fused CPU kernels unavailable" in caplog.text
-    assert list(fresh_load.iterdir()) == []  # no library, no half-built folder
+    assert list(fresh_load.iterdir()) == [live]  # no library, no folder of this build
     batch = Batch.from_data_list([graph_to_data(g, None) for g in real_mofs])
     model = AECGCNN(ModelConfig(conv="attention", heads=3, head_combine="attention", edge_update=True)).eval()
     with torch.no_grad():

@@ -12,8 +12,8 @@ minute, once: the library is kept in ``$MOFSIEVE_KERNEL_CACHE`` (default
 ``~/.cache/mofsieve``) under a name that changes with the source, the compiler flags and the
 torch version. Each process builds in a private folder and renames the result into place,
 so jobs that start together on a cluster never wait on each other's lock, and a job killed
-mid-build leaves nothing behind that the next one would trust. ``MOFSIEVE_FUSED_KERNELS=0``
-turns the kernels off.
+mid-build leaves nothing behind that the next one would trust (its folder is removed by a
+later build once an hour old). ``MOFSIEVE_FUSED_KERNELS=0`` turns the kernels off.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -46,6 +47,7 @@ _CAPABILITY_FLAGS = {
 }
 # ATen's parallel_for is OpenMP in PyTorch's CPU builds.
 _COMMON_FLAGS = ["-O3", "-fopenmp"]
+_ABANDONED_AFTER_S = 3600.0
 
 
 def cache_dir() -> Path:
@@ -81,6 +83,7 @@ def _build(name: str, flags: list[str], target: Path) -> ModuleType:
     # torch looks for ninja on PATH; the venv's bin is not on it when called by full path.
     os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.environ.get("PATH", "")])
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_builds(target.parent)
     log.info("building the fused CPU kernels (once per machine, ~30 s) into %s", target)
     with tempfile.TemporaryDirectory(prefix=".build-", dir=target.parent) as build_dir:
         module = load(name=name, sources=[str(SOURCE)], extra_cflags=_COMMON_FLAGS + flags,
@@ -109,6 +112,16 @@ def kernels() -> ModuleType | None:
     if _switched_off or os.environ.get(SWITCH, "1") == "0":
         return None
     return _load()
+
+
+def _remove_abandoned_builds(folder: Path) -> None:
+    """Build folders of processes killed mid-build (SIGKILL skips the clean-up); one left for
+    an hour is no live build's."""
+    cutoff = time.time() - _ABANDONED_AFTER_S
+    for build_dir in folder.glob(".build-*"):
+        with contextlib.suppress(OSError):  # another process may be removing it too
+            if build_dir.stat().st_mtime < cutoff:
+                shutil.rmtree(build_dir)
 
 
 @functools.cache
