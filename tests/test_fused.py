@@ -164,21 +164,17 @@ def test_a_failed_build_falls_back_to_pytorch_and_leaves_nothing(fresh_load, mon
         assert torch.isfinite(model(batch)).all()
 
 
-def test_a_built_library_is_reused_without_a_compiler(kernels, monkeypatch, tmp_path):
+def test_a_built_library_is_reused_without_a_compiler(kernels, tmp_path, monkeypatch, request):
     name, _ = fused._build_spec()
     shutil.copy(fused.cache_dir() / f"{name}.so", tmp_path / f"{name}.so")  # built by `kernels`
-    monkeypatch.setenv(fused.CACHE, str(tmp_path))
+    request.getfixturevalue("fresh_load")  # from here: a new process's view, cache in tmp_path
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))  # a build would fail
-    fused._load.cache_clear()
-    try:
-        module = fused.kernels()
-        assert module is not None and Path(module.__spec__.origin).parent == tmp_path
-        u = torch.linspace(-3, 3, 32).view(2, 16)
-        zeros = torch.zeros(2, 16)
-        got = module.edge_update(zeros, zeros, u.clone(), zeros, torch.zeros(2, dtype=torch.long), 1)
-        torch.testing.assert_close(got, F.softplus(u))
-    finally:
-        fused._load.cache_clear()
+    module = fused.kernels()
+    assert module is not None and Path(module.__spec__.origin).parent == tmp_path
+    u = torch.linspace(-3, 3, 32).view(2, 16)
+    zeros = torch.zeros(2, 16)
+    got = module.edge_update(zeros, zeros, u.clone(), zeros, torch.zeros(2, dtype=torch.long), 1)
+    torch.testing.assert_close(got, F.softplus(u))
 
 
 def test_the_switch_turns_the_kernels_off(monkeypatch):

@@ -81,7 +81,9 @@ def _build(name: str, flags: list[str], target: Path) -> ModuleType:
     from torch.utils.cpp_extension import load
 
     # torch looks for ninja on PATH; the venv's bin is not on it when called by full path.
-    os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.environ.get("PATH", "")])
+    path = os.environ.get("PATH", "")
+    if ninja.BIN_DIR not in path.split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, path])
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_builds(target.parent)
     log.info("building the fused CPU kernels (once per machine, ~30 s) into %s", target)
