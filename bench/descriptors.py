@@ -17,8 +17,8 @@ Wall time is per call; CPU time is this thread's (``time.thread_time``), which i
 in-process settings cost on an otherwise idle core when other jobs share the machine. It
 misses the Zeo++ settings' child processes, so only wall time counts for those.
 
-The geometric surface area counts non-accessible pockets (module docstring), so it is also
-compared with CoRE's ASA + NASA.
+The geometric surface area counts non-accessible pockets (``mofsieve.descriptors.geometric``),
+so it is also compared with CoRE's ASA + NASA.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from mofsieve import descriptors
 from mofsieve.descriptors import (
     ACCURATE_ZEO,
     CHEAP_DESCRIPTORS,
@@ -28,6 +27,8 @@ from mofsieve.descriptors import (
     ZEO_DESCRIPTORS,
     DescriptorError,
     compute_descriptors,
+    geometric,
+    zeo,
 )
 
 CU_FCC_A = 3.615  # Å, room temperature
@@ -264,7 +265,7 @@ def test_zeo_abort_is_retried_then_reported(core_mof, published, monkeypatch) ->
     assert void_fraction == pytest.approx(
         published.loc[ABORTING_CASE, "AV_VF"], abs=VOID_FRACTION_TOL
     )
-    monkeypatch.setattr(descriptors, "_JITTER_RETRIES_A", ())
+    monkeypatch.setattr(zeo, "_JITTER_RETRIES_A", ())
     with pytest.raises(DescriptorError, match="Zeo\\+\\+ aborted.*Unable to add edge|Exiting"):
         compute_descriptors(["lcd"], *arrays)
 
@@ -336,13 +337,13 @@ def _geometric(arrays: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, f
 
 
 def test_radii_table_is_zeo_default() -> None:
-    zeo = pytest.importorskip("pyzeo.extension", reason="pyzeo (Zeo++) not installed")
+    extension = pytest.importorskip("pyzeo.extension", reason="pyzeo (Zeo++) not installed")
     from ase.data import chemical_symbols
 
-    zeo.initializeRadTable()
+    extension.initializeRadTable()
     for number in range(1, 104):  # Zeo++ has no entries past Lr
-        assert descriptors._ZEO_RADII_A[number] == pytest.approx(
-            zeo.lookupRadius(chemical_symbols[number].encode())
+        assert geometric._ZEO_RADII_A[number] == pytest.approx(
+            extension.lookupRadius(chemical_symbols[number].encode())
         ), chemical_symbols[number]
 
 
