@@ -24,13 +24,17 @@ screen: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --configfile config.yaml \
 		--rerun-incomplete --printshellcmds
 
+# pytest, then lint and formatting: Python (ruff), the Snakefile and rules (snakefmt)
 test: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/snakefmt --check Snakefile workflow/
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/snakefmt --check Snakefile workflow/
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -23,6 +23,6 @@ include: "workflow/rules/train.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True

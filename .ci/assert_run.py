@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 
@@ -48,8 +50,14 @@ def main() -> int:
     if not listed:
         problems.append("gcmc/mofs.txt is empty")
     for mof_id in listed:
-        for name in ("simulation.input", f"{mof_id}.cif", "pseudo_atoms.def",
-                     "force_field_mixing_rules.def", "force_field.def", "CO2.def"):
+        for name in (
+            "simulation.input",
+            f"{mof_id}.cif",
+            "pseudo_atoms.def",
+            "force_field_mixing_rules.def",
+            "force_field.def",
+            "CO2.def",
+        ):
             if not (gcmc / mof_id / name).is_file():
                 problems.append(f"gcmc/{mof_id}/{name} missing")
     script = (gcmc / "run_raspa.sbatch").read_text()
@@ -59,12 +67,20 @@ def main() -> int:
     report = (run / "report.html").read_text()
     if report.count("data:image/png;base64,") < 2 or "http://" in report or "https://" in report:
         problems.append("report.html lacks embedded pictures or links outside")
+    # the CI run ranks with an attention-pooling model: every structure picture must show it
+    colours = Counter(re.findall(r"""data-colour=["']([a-z]+)["']""", report))
+    if colours["element"]:
+        problems.append(f"report.html colours {colours['element']} structure(s) by element")
+    if not colours["attention"]:
+        problems.append("report.html has no attention-coloured structure picture")
 
     for p in problems:
         print(f"FAIL {run}: {p}", file=sys.stderr)
     if not problems:
-        print(f"OK {run}: {len(manifest)} CIFs, {len(ranked)} ranked, {len(flagged)} flagged, "
-              f"{len(failures)} failures, {len(listed)} GCMC folders, report.html")
+        print(
+            f"OK {run}: {len(manifest)} CIFs, {len(ranked)} ranked, {len(flagged)} flagged, "
+            f"{len(failures)} failures, {len(listed)} GCMC folders, report.html"
+        )
     return 1 if problems else 0
 
 

@@ -37,16 +37,27 @@ print(json.dumps({"kept": kept, "mofs": n, "seconds": seconds, "faults": usage.r
 def run_child(mode: str, model: Path, shards: list[Path], threads: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
-            [sys.executable, "-c", _CHILD, mode, str(model), str(Path(tmp) / "p.csv"),
-             str(threads), *map(str, shards)],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-c",
+                _CHILD,
+                mode,
+                str(model),
+                str(Path(tmp) / "p.csv"),
+                str(threads),
+                *map(str, shards),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", type=Path, default=REPO / "models" / "co2_298K_0.15bar")
     parser.add_argument("--graphs", type=Path, default=REPO / "work-data" / "core2019-desc")
     parser.add_argument("--shards", type=int, default=2, help="first N shards of --graphs")
@@ -55,15 +66,18 @@ def main() -> None:
     shards = sorted(args.graphs.glob("shard-*.h5"))[: args.shards]
     if not shards:
         sys.exit(f"no shard-*.h5 in {args.graphs} (featurize the shared CIFs first, see README)")
-    results = {mode: run_child(mode, args.model, shards, args.threads)
-               for mode in ("default", "keep")}
+    results = {
+        mode: run_child(mode, args.model, shards, args.threads) for mode in ("default", "keep")
+    }
     if not results["keep"]["kept"]:
         print("note: the C library refused the malloc thresholds; both runs are the same")
     for mode, label in (("default", "glibc default malloc"), ("keep", "freed memory kept")):
         r = results[mode]
-        print(f"{label:22s}: {r['mofs'] / r['seconds']:7.1f} MOFs/s  ({r['mofs']} MOFs, "
-              f"{r['seconds']:.1f} s), {r['faults']:>9,} minor faults, "
-              f"peak RSS {r['max_rss_mb']:.0f} MB")
+        print(
+            f"{label:22s}: {r['mofs'] / r['seconds']:7.1f} MOFs/s  ({r['mofs']} MOFs, "
+            f"{r['seconds']:.1f} s), {r['faults']:>9,} minor faults, "
+            f"peak RSS {r['max_rss_mb']:.0f} MB"
+        )
     ratio = results["default"]["seconds"] / results["keep"]["seconds"]
     print(f"ratio                 : {ratio:7.2f}x")
 

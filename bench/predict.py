@@ -31,6 +31,7 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import softmax
 
 from mofsieve import fused
+from mofsieve.batching import graph_to_data, merged_graph_data, pack_by_atoms
 from mofsieve.layers import (
     CGConv,
     EdgeConv,
@@ -39,9 +40,8 @@ from mofsieve.layers import (
     HeadAttentionConv,
     PairProjection,
 )
-from mofsieve.predict import Predictor, merged_graph_data, model_featurization
+from mofsieve.predict import Predictor
 from mofsieve.runtime import keep_freed_memory
-from mofsieve.train import graph_to_data, pack_by_atoms
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CIFS = REPO.parent / "shared" / "data" / "core2019-co2" / "cifs.tar.xz"
@@ -65,8 +65,9 @@ def _edgeconv(self: EdgeConv, x, edge_index, edge_attr, degree=None):
     return edge_attr + F.softplus(self.norm(self.pair(x, edge_attr, edge_index)))
 
 
-def _attention(self: GraphAttentionConv, x, edge_index, edge_attr, return_attention_weights=False,
-               degree=None):
+def _attention(
+    self: GraphAttentionConv, x, edge_index, edge_attr, return_attention_weights=False, degree=None
+):
     dst = edge_index[1]
     u = self.pair(x, edge_attr, edge_index)
     score = self.att(F.leaky_relu(u, self.negative_slope))
@@ -104,6 +105,8 @@ def make_straightforward(model: torch.nn.Module) -> None:
 
 
 def load_graphs(graphs_dir: Path | None, n: int, params) -> list:
+    """The first ``n`` graphs, their global features the model's columns in the model's order
+    (shards may hold more, in another order)."""
     from mofsieve.store import ShardReader, shard_paths
 
     graphs = []
@@ -111,7 +114,15 @@ def load_graphs(graphs_dir: Path | None, n: int, params) -> list:
         for path in shard_paths([graphs_dir]):
             reader = ShardReader(path, in_memory=True)
             params.check_compatible(reader.params, what=str(path))
-            graphs.extend(reader.graph(i) for i in range(min(len(reader), n - len(graphs))))
+            columns = [
+                reader.params.global_feature_names.index(name)
+                for name in params.global_feature_names
+            ]
+            for i in range(min(len(reader), n - len(graphs))):
+                graph = reader.graph(i)
+                if columns:
+                    graph.global_features = np.asarray(graph.global_features)[columns]
+                graphs.append(graph)
             if len(graphs) >= n:
                 break
         return graphs
@@ -143,23 +154,34 @@ def timed(predictor: Predictor, batches: list, repeats: int) -> tuple[float, np.
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", type=Path, default=REPO / "models" / "co2_298K_0.15bar")
     parser.add_argument("--graphs", type=Path, default=REPO / "work-data" / "core2019-desc")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--batch-atoms", type=int, default=8000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="best of this many passes each")
-    parser.add_argument("--flush-denormal", action="store_true",
-                        help="flush denormal floats to zero for both (mofsieve predict does; "
-                             "default off: plain CPU arithmetic, as a straightforward script runs)")
-    parser.add_argument("--glibc-default-malloc", action="store_true",
-                        help="leave glibc's malloc thresholds alone for both (mofsieve predict "
-                             "raises them, see mofsieve.runtime; default: raised for both)")
-    parser.add_argument("--compile", action="store_true",
-                        help="also time mofsieve's PyTorch layers (fused kernels off) under "
-                             "torch.compile (inductor with freezing; needs a C++ compiler) against "
-                             "the same uncompiled, compile time reported apart")
+    parser.add_argument(
+        "--flush-denormal",
+        action="store_true",
+        help="flush denormal floats to zero for both (mofsieve predict does; "
+        "default off: plain CPU arithmetic, as a straightforward script runs)",
+    )
+    parser.add_argument(
+        "--glibc-default-malloc",
+        action="store_true",
+        help="leave glibc's malloc thresholds alone for both (mofsieve predict "
+        "raises them, see mofsieve.runtime; default: raised for both)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time mofsieve's PyTorch layers (fused kernels off) under "
+        "torch.compile (inductor with freezing; needs a C++ compiler) against "
+        "the same uncompiled, compile time reported apart",
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -170,27 +192,36 @@ def main() -> None:
     for member in naive.members:
         make_straightforward(member)
     kernels = fused.kernels()  # built (once per machine) before anything is timed
-    params = model_featurization(fast.meta)
+    params = fast.spec.featurization
     graphs = load_graphs(args.graphs, args.n, params)
-    names = graphs and params.global_feature_names
-    index = list(range(len(names))) if names else []
+    index = list(range(len(params.global_feature_names)))  # load_graphs put them in this order
     datas = [graph_to_data(g, index) for g in graphs]
-    batches = [Batch.from_data_list([datas[i] for i in group])
-               for group in pack_by_atoms([d.num_nodes for d in datas], args.batch_atoms, range(len(datas)))]
+    batches = [
+        Batch.from_data_list([datas[i] for i in group])
+        for group in pack_by_atoms(
+            [d.num_nodes for d in datas], args.batch_atoms, range(len(datas))
+        )
+    ]
     n_atoms = sum(d.num_nodes for d in datas)
-    print(f"model {args.model.name} ({fast.meta['variant']}, {len(fast.members)} members), "
-          f"{len(datas)} graphs, {n_atoms} atoms, {len(batches)} batches of ≤{args.batch_atoms} atoms, "
-          f"{args.threads} threads, flush denormals {args.flush_denormal}, "
-          f"malloc keeps freed memory {kept}")
+    print(
+        f"model {args.model.name} ({fast.spec.variant}, {len(fast.members)} members), "
+        f"{len(datas)} graphs, {n_atoms} atoms, {len(batches)} batches of ≤{args.batch_atoms} atoms, "
+        f"{args.threads} threads, flush denormals {args.flush_denormal}, "
+        f"malloc keeps freed memory {kept}"
+    )
 
     t_fast, p_fast = timed(fast, batches, args.repeats)
     with fused.switched_off():
         t_eager, p_eager = timed(fast, batches, args.repeats)
     t_naive, p_naive = timed(naive, batches, args.repeats)
     n = len(datas)
-    print(f"mofsieve layers        : {n / t_fast:8.1f} MOFs/s  ({t_fast:.1f} s; fused CPU kernels "
-          f"{'on' if kernels else 'unavailable: PyTorch only'})")
-    print(f"  the same, PyTorch only: {n / t_eager:8.1f} MOFs/s  ({t_eager:.1f} s; fused kernels off)")
+    print(
+        f"mofsieve layers        : {n / t_fast:8.1f} MOFs/s  ({t_fast:.1f} s; fused CPU kernels "
+        f"{'on' if kernels else 'unavailable: PyTorch only'})"
+    )
+    print(
+        f"  the same, PyTorch only: {n / t_eager:8.1f} MOFs/s  ({t_eager:.1f} s; fused kernels off)"
+    )
     print(f"straightforward per-edge: {n / t_naive:8.1f} MOFs/s  ({t_naive:.1f} s)")
     for what, t, p in (("ratio", t_fast, p_fast), ("ratio, PyTorch only", t_eager, p_eager)):
         diff = float(np.max(np.abs(p - p_naive)))
@@ -200,28 +231,40 @@ def main() -> None:
         compiled_vs_eager(fast, batches, args.repeats, t_eager, p_eager)
 
 
-def merged_vs_every_atom(fast: Predictor, graphs: list, index: list[int], batch_atoms: int,
-                         repeats: int, t_naive: float, p_naive: np.ndarray) -> None:
+def merged_vs_every_atom(
+    fast: Predictor,
+    graphs: list,
+    index: list[int],
+    batch_atoms: int,
+    repeats: int,
+    t_naive: float,
+    p_naive: np.ndarray,
+) -> None:
     """What mofsieve predict does by default: atoms the model cannot tell apart computed once
     (mofsieve.symmetry). The time includes finding them and building their graphs."""
-    rounds = fast.members[0].config.num_layers
+    rounds = fast.spec.num_layers  # as mofsieve predict merges
     t0 = time.perf_counter()
     datas = [merged_graph_data(g, index, rounds)[0] for g in graphs]
     t_merge = time.perf_counter() - t0
-    batches = [Batch.from_data_list([datas[i] for i in group])
-               for group in pack_by_atoms([d.num_nodes for d in datas], batch_atoms, range(len(datas)))]
+    batches = [
+        Batch.from_data_list([datas[i] for i in group])
+        for group in pack_by_atoms([d.num_nodes for d in datas], batch_atoms, range(len(datas)))
+    ]
     t_model, p_merged = timed(fast, batches, repeats)
     t_total = t_merge + t_model
     rows, atoms = sum(d.num_nodes for d in datas), sum(g.n_atoms for g in graphs)
     diff = float(np.max(np.abs(p_merged - p_naive)))
-    print(f"mofsieve, equivalent atoms merged: {len(graphs) / t_total:8.1f} MOFs/s  "
-          f"({t_total:.1f} s, of which {t_merge:.1f} s finding them and building their graphs; {rows} of {atoms} atoms "
-          f"computed), {t_naive / t_total:.2f}x straightforward "
-          f"(max |Δprediction| = {diff:.2e} mol/kg)")
+    print(
+        f"mofsieve, equivalent atoms merged: {len(graphs) / t_total:8.1f} MOFs/s  "
+        f"({t_total:.1f} s, of which {t_merge:.1f} s finding them and building their graphs; {rows} of {atoms} atoms "
+        f"computed), {t_naive / t_total:.2f}x straightforward "
+        f"(max |Δprediction| = {diff:.2e} mol/kg)"
+    )
 
 
-def compiled_vs_eager(fast: Predictor, batches: list, repeats: int, t_eager: float,
-                      p_eager: np.ndarray) -> None:
+def compiled_vs_eager(
+    fast: Predictor, batches: list, repeats: int, t_eager: float, p_eager: np.ndarray
+) -> None:
     """The PyTorch layers compiled (inductor fusing their element-wise work itself) against
     the same layers uncompiled; the fused kernels are off for both."""
     import torch._inductor.config as inductor_config
@@ -237,9 +280,11 @@ def compiled_vs_eager(fast: Predictor, batches: list, repeats: int, t_eager: flo
         t_compiled, p_compiled = timed(fast, batches, repeats)
     n = sum(int(b.num_graphs) for b in batches)
     diff = float(np.max(np.abs(p_compiled - p_eager)))
-    print(f"mofsieve, torch.compile : {n / t_compiled:8.1f} MOFs/s  ({t_compiled:.1f} s, "
-          f"after {t_compile:.0f} s compiling), {t_eager / t_compiled:.2f}x PyTorch only "
-          f"(max |Δprediction| = {diff:.2e} mol/kg)")
+    print(
+        f"mofsieve, torch.compile : {n / t_compiled:8.1f} MOFs/s  ({t_compiled:.1f} s, "
+        f"after {t_compile:.0f} s compiling), {t_eager / t_compiled:.2f}x PyTorch only "
+        f"(max |Δprediction| = {diff:.2e} mol/kg)"
+    )
 
 
 if __name__ == "__main__":

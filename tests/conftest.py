@@ -51,3 +51,51 @@ def _core_mof_graphs(count: int, keep: Callable[[Any], bool]) -> list[Any]:
         if len(found) == count:
             return found
     pytest.fail(f"fewer than {count} wanted structures among core-mof's CIFs")
+
+
+@pytest.fixture(scope="session")
+def write_model_dir() -> Callable[..., Any]:
+    """``write_model_dir(path, variant="atten3", readout=None, global_features=(), pressure_bar=0.15,
+    **featurization)``: a real, untrained model directory written through
+    :func:`mofsieve.model.save_model_dir` (weights + model.json), returning its ModelSpec."""
+    return _write_model_dir
+
+
+def _write_model_dir(
+    path: Path,
+    variant: str = "atten3",
+    readout: str | None = None,
+    global_features: tuple[str, ...] = (),
+    pressure_bar: float = 0.15,
+    members: int = 1,
+    **featurization: Any,
+) -> Any:
+    import torch
+
+    from mofsieve.featurization_params import FeaturizationParams
+    from mofsieve.model import AECGCNN, save_model_dir, variant_config
+    from mofsieve.modeldir import TargetSpec
+
+    overrides: dict[str, Any] = {"global_features": tuple(global_features)}
+    if readout is not None:
+        overrides["readout"] = readout
+    config = variant_config(variant, **overrides)
+    torch.manual_seed(0)
+    models = [AECGCNN(config).eval() for _ in range(members)]
+    params = FeaturizationParams(global_feature_names=tuple(global_features), **featurization)
+    return save_model_dir(
+        Path(path),
+        models,
+        featurization=params,
+        target=TargetSpec(
+            name=f"co2_uptake_mol_per_kg_298K_{pressure_bar:g}bar",
+            unit="mol/kg",
+            gas="CO2",
+            temperature_K=298.0,
+            pressure_bar=pressure_bar,
+            clip_min=0.0,
+        ),
+        normalisation_mean=1.0,
+        normalisation_std=0.5,
+        variant=variant,
+    )

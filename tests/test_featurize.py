@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import signal
 import subprocess
@@ -280,3 +281,51 @@ def test_shared_core_cifs_featurize_without_crashes(tmp_path, shared_core):
     failures = read_csv(out / "failures.csv")
     assert n_graphs + len(failures) == 300
     assert all(f["reason"] for f in failures)
+
+
+def test_failure_records_round_trip_and_merge_in_shard_order(tmp_path):
+    from mofsieve.failures import Failure, read_failures, write_failures
+    from mofsieve.featurize import failures_path, merge_failures
+
+    shard0 = [
+        Failure("A", "dir/a b.cif", "parse", 'CIF syntax error: "loop_", line 3, col 1'),
+        Failure("B", "x.tar::B.cif", "graph", "two\nlines, and Å"),
+    ]
+    shard1 = [Failure("C", "c.cif", "read", "cannot read: gone")]
+    write_failures(shard0, failures_path(tmp_path, 0))
+    write_failures([], failures_path(tmp_path, 1))
+    write_failures(shard1, failures_path(tmp_path, 2))
+    assert read_failures(failures_path(tmp_path, 0)) == shard0
+    assert read_failures(failures_path(tmp_path, 1)) == []
+    merged = merge_failures(tmp_path, 3)
+    assert merged == tmp_path / "failures.csv"
+    assert read_failures(merged) == shard0 + shard1
+    assert merged.read_bytes().startswith(b"mof_id,source,stage,reason\n")
+
+
+def test_a_failure_file_without_its_columns_is_refused_naming_it(tmp_path):
+    from mofsieve.failures import FailureFileError, read_failures
+    from mofsieve.featurize import failures_path, merge_failures
+
+    bad = failures_path(tmp_path, 1)
+    bad.write_text("mof_id,source,reason\nA,a.cif,broken\n")
+    failures_path(tmp_path, 0).write_text("mof_id,source,stage,reason\n")
+    message = re.escape(f"{bad} is not a mofsieve failure file (missing columns ['stage'])")
+    with pytest.raises(FailureFileError, match=message):
+        read_failures(bad)
+    with pytest.raises(FailureFileError, match=message):
+        merge_failures(tmp_path, 2)
+    assert not (tmp_path / "failures.csv").exists()
+
+
+def test_a_missing_archive_member_is_a_read_failure(tmp_path, test_data):
+    archive = tmp_path / "good.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(test_data / "good" / "cu_fcc_p1.cif", arcname="cifs/cu_fcc_p1.cif")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"mof_id,source,sha1,n_bytes,shard\ngone,{archive}::cifs/gone.cif,x,1,0\n")
+    out = tmp_path / "out"
+    assert main(["featurize", "--manifest", str(manifest), "--shard", "0", "--out", str(out)]) == 0
+    (failure,) = read_csv(out / "failures-00000.csv")
+    assert failure["stage"] == "read"
+    assert failure["reason"] == f"cannot read: no CIF member 'cifs/gone.cif' in {archive}"

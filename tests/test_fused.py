@@ -9,7 +9,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -17,10 +20,10 @@ from torch.nn import functional as F
 from torch_geometric.data import Batch
 
 from mofsieve import fused
+from mofsieve.batching import graph_to_data
 from mofsieve.layers import EdgeConv, GraphAttentionConv, HeadAttentionConv, MultiHeadAttentionConv
 from mofsieve.model import AECGCNN, ModelConfig
 from mofsieve.store import CrystalGraph
-from mofsieve.train import graph_to_data
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +36,29 @@ def kernels():
     return module
 
 
+def _counting(calls: Counter[str], name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls[name] += 1
+        return function(*args, **kwargs)
+
+    return spy
+
+
+@pytest.fixture
+def kernel_calls(kernels, monkeypatch) -> Counter[str]:
+    """Calls of each compiled kernel function (``edge_update``, ``attention``) while the test
+    runs. The PyTorch layers give the kernels' numbers, so without these counts a layer that
+    silently fell back to them would pass every comparison below."""
+    module = fused.kernels()  # what the layers get now (the cache may hold a newer load)
+    assert module is not None
+    names = [name for name in dir(module) if not name.startswith("_")]
+    assert sorted(names) == ["attention", "edge_update"], "a new kernel: count it in the tests"
+    calls: Counter[str] = Counter()
+    for name in names:
+        monkeypatch.setattr(module, name, _counting(calls, name, getattr(module, name)))
+    return calls
+
+
 @pytest.fixture(scope="module")
 def real_mofs(core_mof_graphs) -> list[CrystalGraph]:
     """Four small real structures of the core-mof package (regular 12-neighbour graphs)."""
@@ -42,11 +68,15 @@ def real_mofs(core_mof_graphs) -> list[CrystalGraph]:
 def test_softplus_matches_torch_over_the_float_range(kernels):
     """With every other term zero, the edge update is softplus itself: compare it to torch's
     from -200 to 200, including where exp under- or overflows, and at ±inf and NaN."""
-    u = torch.cat([torch.linspace(-200, 200, 40_001), torch.tensor([-torch.inf, torch.inf, torch.nan])])
+    u = torch.cat(
+        [torch.linspace(-200, 200, 40_001), torch.tensor([-torch.inf, torch.inf, torch.nan])]
+    )
     u = torch.cat([u, torch.zeros(16 - u.numel() % 16)]).view(-1, 16)  # rows of 16 lanes
     n, c = u.shape
     zeros = torch.zeros(n, c)
-    got = kernels.edge_update(zeros, zeros, u.clone(), torch.zeros(n, c), torch.zeros(n, dtype=torch.long), 1)
+    got = kernels.edge_update(
+        zeros, zeros, u.clone(), torch.zeros(n, c), torch.zeros(n, dtype=torch.long), 1
+    )
     want = F.softplus(u)
     finite = torch.isfinite(want)
     torch.testing.assert_close(got[finite], want[finite], rtol=2e-6, atol=1e-7)
@@ -69,72 +99,114 @@ def _with_running_statistics(layer: torch.nn.Module, *inputs) -> torch.nn.Module
     return layer.eval()
 
 
-@pytest.mark.parametrize("layer_class", [GraphAttentionConv, MultiHeadAttentionConv, HeadAttentionConv],
-                         ids=["one-head", "mean-of-heads", "attention-over-heads"])
-def test_fused_attention_equals_pytorch_layers(kernels, real_mofs, layer_class):
+@pytest.mark.parametrize(
+    "layer_class",
+    [GraphAttentionConv, MultiHeadAttentionConv, HeadAttentionConv],
+    ids=["one-head", "mean-of-heads", "attention-over-heads"],
+)
+def test_fused_attention_equals_pytorch_layers(kernel_calls, real_mofs, layer_class):
     batch, x, e = _layer_inputs(real_mofs)
     degree = 12
     torch.manual_seed(1)
     layer = _with_running_statistics(layer_class(64, 42), x, batch.edge_index, e, False, degree)
     with torch.no_grad():
         out = layer(x, batch.edge_index, e, degree=degree)
+        fused_calls = dict(kernel_calls)
         with fused.switched_off():
             ref = layer(x, batch.edge_index, e, degree=degree)
+    assert fused_calls == {"attention": 1}, "the layer did not run the fused attention kernel"
+    assert kernel_calls == fused_calls, "a kernel ran although switched off"
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     assert (out - x).abs().mean() > 1e-2  # the layer did something
 
 
-def test_fused_edge_update_equals_pytorch_layer(kernels, real_mofs):
+def test_fused_edge_update_equals_pytorch_layer(kernel_calls, real_mofs):
     batch, x, e = _layer_inputs(real_mofs)
     torch.manual_seed(2)
     layer = _with_running_statistics(EdgeConv(64, 42), x, batch.edge_index, e, 12)
     with torch.no_grad():
         out = layer(x, batch.edge_index, e, degree=12)
+        fused_calls = dict(kernel_calls)
         with fused.switched_off():
             ref = layer(x, batch.edge_index, e, degree=12)
+    assert fused_calls == {"edge_update": 1}, "the layer did not run the fused edge-update kernel"
+    assert kernel_calls == fused_calls, "a kernel ran although switched off"
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert (out - e).abs().mean() > 1e-2  # the layer did something
 
 
-@pytest.mark.parametrize("config", [
-    ModelConfig(conv="attention", heads=3, head_combine="attention", edge_update=True,
-                use_charge=True, use_cell=True, readout="attention"),
-    ModelConfig(conv="attention", heads=3, head_combine="mean", readout="mean", atom_dim=40),
-], ids=["de-atten3-like", "atten2-narrow"])
-def test_fused_model_predicts_what_the_pytorch_layers_predict(kernels, real_mofs, config):
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig(
+            conv="attention",
+            heads=3,
+            head_combine="attention",
+            edge_update=True,
+            use_charge=True,
+            use_cell=True,
+            readout="attention",
+        ),
+        ModelConfig(conv="attention", heads=3, head_combine="mean", readout="mean", atom_dim=40),
+    ],
+    ids=["de-atten3-like", "atten2-narrow"],
+)
+def test_fused_model_predicts_what_the_pytorch_layers_predict(kernel_calls, real_mofs, config):
     batch = Batch.from_data_list([graph_to_data(g, None) for g in real_mofs])
     torch.manual_seed(3)
     model = AECGCNN(config)
     with torch.no_grad():
         model.train()(batch)
+        assert not kernel_calls, "a kernel ran in training mode"
         model.eval()
         out, weights = model(batch, return_atom_weights=True)
+        fused_calls = dict(kernel_calls)
         with fused.switched_off():
             ref, ref_weights = model(batch, return_atom_weights=True)
+    layers = config.num_layers  # one attention call per layer, and one edge update with them
+    assert fused_calls == {
+        "attention": layers,
+        **({"edge_update": layers} if config.edge_update else {}),
+    }
+    assert kernel_calls == fused_calls, "a kernel ran although switched off"
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     assert out.std() > 0
     if weights is not None:
         torch.testing.assert_close(weights, ref_weights, rtol=1e-4, atol=1e-7)
 
 
-def test_training_and_gradients_never_use_the_kernels(kernels, real_mofs, monkeypatch):
+def test_training_and_gradients_never_use_the_kernels(kernel_calls, real_mofs, monkeypatch):
     def refuse():
         raise AssertionError("fused kernels called where gradients are needed")
 
     monkeypatch.setattr(fused, "kernels", refuse)
     batch = Batch.from_data_list([graph_to_data(g, None) for g in real_mofs])
-    model = AECGCNN(ModelConfig(conv="attention", heads=3, head_combine="attention", edge_update=True))
+    model = AECGCNN(
+        ModelConfig(conv="attention", heads=3, head_combine="attention", edge_update=True)
+    )
     model.train()(batch).sum().backward()
     model.eval()(batch).sum().backward()  # evaluation mode, but differentiating
+    assert not kernel_calls  # neither through fused.kernels() nor a reference kept elsewhere
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
 def test_a_neighbour_outside_the_batch_is_an_error_not_a_crash(kernels):
     node = torch.zeros(3, 16)
     with pytest.raises(RuntimeError, match="outside the batch"):
-        kernels.edge_update(node, node, torch.zeros(6, 16), torch.zeros(6, 16),
-                            torch.tensor([0, 1, 2, 3, 0, 1]), 2)
+        kernels.edge_update(
+            node, node, torch.zeros(6, 16), torch.zeros(6, 16), torch.tensor([0, 1, 2, 3, 0, 1]), 2
+        )
     with pytest.raises(RuntimeError, match="shapes"):
-        kernels.attention(node, node, torch.zeros(5, 16), torch.zeros(5, dtype=torch.long),
-                          torch.zeros(1, 16), torch.ones(3, 1), 2, 0.2)
+        kernels.attention(
+            node,
+            node,
+            torch.zeros(5, 16),
+            torch.zeros(5, dtype=torch.long),
+            torch.zeros(1, 16),
+            torch.ones(3, 1),
+            2,
+            0.2,
+        )
 
 
 @pytest.fixture
@@ -146,7 +218,9 @@ def fresh_load(monkeypatch, tmp_path):
     fused._load.cache_clear()
 
 
-def test_a_failed_build_falls_back_to_pytorch_and_leaves_nothing(fresh_load, monkeypatch, caplog, real_mofs):
+def test_a_failed_build_falls_back_to_pytorch_and_leaves_nothing(
+    fresh_load, monkeypatch, caplog, real_mofs
+):
     # What processes killed mid-build leave: removed once an hour old, else left to its build.
     abandoned, live = fresh_load / ".build-killed", fresh_load / ".build-running"
     for folder in (abandoned, live):
@@ -159,7 +233,9 @@ def test_a_failed_build_falls_back_to_pytorch_and_leaves_nothing(fresh_load, mon
     assert "fused CPU kernels unavailable" in caplog.text
     assert list(fresh_load.iterdir()) == [live]  # no library, no folder of this build
     batch = Batch.from_data_list([graph_to_data(g, None) for g in real_mofs])
-    model = AECGCNN(ModelConfig(conv="attention", heads=3, head_combine="attention", edge_update=True)).eval()
+    model = AECGCNN(
+        ModelConfig(conv="attention", heads=3, head_combine="attention", edge_update=True)
+    ).eval()
     with torch.no_grad():
         assert torch.isfinite(model(batch)).all()
 
@@ -188,6 +264,7 @@ def test_the_switch_turns_the_kernels_off(monkeypatch):
 # Many clusters' nodes (AMD EPYC before Zen 4) have AVX2 and no AVX-512, where PyTorch, and
 # so the kernels, use 256-bit vectors: a separate build with its own code paths.
 _AVX2_PROBE = """
+import collections
 import torch
 from torch.nn import functional as F
 from mofsieve import fused
@@ -195,10 +272,17 @@ from mofsieve.layers import EdgeConv, HeadAttentionConv
 assert torch.backends.cpu.get_cpu_capability() == "AVX2"
 kernels = fused.kernels()
 assert kernels is not None, "AVX2 kernels did not build"
+calls = collections.Counter()
+for name in ("attention", "edge_update"):  # count what the layers call (same numbers without)
+    def spy(*args, _name=name, _kernel=getattr(kernels, name)):
+        calls[_name] += 1
+        return _kernel(*args)
+    setattr(kernels, name, spy)
 u = torch.linspace(-60, 60, 8_000).view(-1, 16)
 zeros = torch.zeros_like(u)
 got = kernels.edge_update(zeros, zeros, u.clone(), zeros, torch.zeros(u.size(0), dtype=torch.long), 1)
 torch.testing.assert_close(got, F.softplus(u), rtol=2e-6, atol=1e-7)
+calls.clear()
 torch.manual_seed(0)
 n, k = 500, 12
 x, e = torch.randn(n, 64), torch.rand(n * k, 42)
@@ -208,9 +292,12 @@ with torch.no_grad():
     edge.train()(x, edge_index, e, degree=k)
     conv.train()(x, edge_index, e, degree=k)
     edge.eval(), conv.eval()
+    assert not calls, calls  # training mode: the PyTorch layers
     out = conv(x, edge_index, edge(x, edge_index, e, degree=k), degree=k)
+    assert calls == {"attention": 1, "edge_update": 1}, f"layers called the kernels {dict(calls)}"
     with fused.switched_off():
         ref = conv(x, edge_index, edge(x, edge_index, e, degree=k), degree=k)
+    assert calls == {"attention": 1, "edge_update": 1}, "a kernel ran although switched off"
 torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 print("same numbers")
 """
@@ -221,8 +308,9 @@ def test_the_avx2_build_gives_the_same_numbers(kernels, tmp_path):
     if torch.backends.cpu.get_cpu_capability() != "AVX512":
         pytest.skip("this CPU runs PyTorch's AVX2 kernels already (tested above), or neither")
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", fused.CACHE: str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", _AVX2_PROBE], env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", _AVX2_PROBE], env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "same numbers" in done.stdout
     (library,) = tmp_path.iterdir()  # one library, not the AVX-512 one

@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -155,7 +156,7 @@ def test_unreadable_flagged_cif_is_skipped_not_fatal(tmp_path: Path, caplog) -> 
     assert "BAD: no GCMC input written" in caplog.text
 
 
-def test_sources_are_read_from_tar_archives(tmp_path: Path) -> None:
+def test_flagged_cifs_are_read_from_tar_archives(tmp_path: Path) -> None:
     import tarfile
 
     member = tmp_path / "X.cif"
@@ -163,7 +164,29 @@ def test_sources_are_read_from_tar_archives(tmp_path: Path) -> None:
     archive = tmp_path / "cifs.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(member, arcname="set/X.cif")
-    source = f"{archive}::set/X.cif"
-    assert gcmc.read_sources([source]) == {source: member.read_bytes()}
-    with pytest.raises(FileNotFoundError, match="set/Y.cif"):
-        gcmc.read_sources([f"{archive}::set/Y.cif"])
+    flagged = flagged_csv(tmp_path, {})
+    header = flagged.read_text()
+    flagged.write_text(header + f"1,X,1.0,0.1,yes,2,{archive}::set/X.cif\n")
+    out = tmp_path / "gcmc"
+    assert main(["gcmc", "--flagged", str(flagged), "--out", str(out)]) == 0
+    assert (out / "mofs.txt").read_text() == "X\n"
+    np.testing.assert_allclose(parse_cif((out / "X" / "X.cif").read_text()).charge, [1, -1])
+
+    flagged.write_text(header + f"1,Y,1.0,0.1,yes,2,{archive}::set/Y.cif\n")
+    with pytest.raises(
+        FileNotFoundError, match=re.escape(f"no CIF member 'set/Y.cif' in {archive}")
+    ):
+        main(["gcmc", "--flagged", str(flagged), "--out", str(tmp_path / "gcmc2")])
+    assert not (tmp_path / "gcmc2" / "mofs.txt").exists()
+
+
+def test_charges_csv_has_one_row_per_flagged_mof(tmp_path: Path) -> None:
+    flagged = flagged_csv(tmp_path, {"A": cif(25.0, [1, -1]), "B": "data_x\n"})
+    out = tmp_path / "gcmc"
+    assert main(["gcmc", "--flagged", str(flagged), "--out", str(out)]) == 0
+    lines = (out / "charges.csv").read_text().splitlines(keepends=True)
+    assert lines[:2] == [
+        "mof_id,charge_status,net_charge_e,unit_cells,note\n",
+        "A,ok,0.000000,1x1x1,\n",
+    ]
+    assert len(lines) == 3 and lines[2].startswith("B,unreadable,,,no atom sites")

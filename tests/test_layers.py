@@ -4,25 +4,25 @@ import pytest
 import torch
 
 from mofsieve.layers import (
-    AttentionReadout,
     CGConv,
     EdgeConv,
     GaussianExpansion,
     GraphAttentionConv,
     HeadAttentionConv,
-    MeanReadout,
     MultiHeadAttentionConv,
     PairProjection,
-    SumReadout,
     gather_rows,
     incoming_ptr,
     regular_degree,
 )
+from mofsieve.readouts import AttentionReadout, MeanReadout, SumReadout
 
 F, D = 16, 41
 
 
-def _graph(n: int = 30, k: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _graph(
+    n: int = 30, k: int = 5, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random features, ``k`` incoming edges per atom grouped by centre (as in shards)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, F, generator=g)
@@ -156,7 +156,9 @@ def test_attention_also_works_on_unsorted_edges():
     torch.testing.assert_close(conv(x, edge_index, e), conv(x, edge_index[:, perm], e[perm]))
 
 
-@pytest.mark.parametrize("readout", [MeanReadout(), SumReadout(), AttentionReadout(F)], ids=["mean", "sum", "attention"])
+@pytest.mark.parametrize(
+    "readout", [MeanReadout(), SumReadout(), AttentionReadout(F)], ids=["mean", "sum", "attention"]
+)
 def test_readout_is_permutation_invariant(readout):
     g = torch.Generator().manual_seed(2)
     x = torch.randn(12, F, generator=g)
@@ -197,10 +199,17 @@ def _outputs_and_grads(layer: torch.nn.Module, x, edge_index, e, degree):
     return out.detach(), x.grad, e.grad, grads
 
 
-@pytest.mark.parametrize("make", [
-    lambda: CGConv(F, D), lambda: EdgeConv(F, D), lambda: GraphAttentionConv(F, D),
-    lambda: MultiHeadAttentionConv(F, D, heads=3), lambda: HeadAttentionConv(F, D, heads=3),
-], ids=["cgcnn", "edge", "attention", "multihead", "head-attention"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: CGConv(F, D),
+        lambda: EdgeConv(F, D),
+        lambda: GraphAttentionConv(F, D),
+        lambda: MultiHeadAttentionConv(F, D, heads=3),
+        lambda: HeadAttentionConv(F, D, heads=3),
+    ],
+    ids=["cgcnn", "edge", "attention", "multihead", "head-attention"],
+)
 def test_dense_path_equals_message_passing(make):
     """Same outputs and gradients whether the layer uses the N×K layout or ``propagate``."""
     torch.manual_seed(0)

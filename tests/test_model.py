@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import replace
 
 import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
+from mofsieve.featurization_params import FeaturizationParams
 from mofsieve.layers import regular_degree
 from mofsieve.model import (
     AECGCNN,
@@ -18,6 +20,7 @@ from mofsieve.model import (
     save_model_dir,
     variant_config,
 )
+from mofsieve.modeldir import TargetSpec
 
 
 def _crystal(n: int, seed: int, k: int = 6) -> Data:
@@ -72,9 +75,17 @@ def test_model_is_invariant_to_atom_order(readout):
         inverse = torch.empty_like(perm)
         inverse[perm] = torch.arange(c.num_nodes)
         order = torch.argsort(inverse[c.edge_index[1]], stable=True)  # keep edges grouped by centre
-        permuted.append(Data(z=c.z[perm], charge=c.charge[perm], lattice=c.lattice,
-                             edge_index=inverse[c.edge_index][:, order], edge_dist=c.edge_dist[order],
-                             global_features=c.global_features, num_nodes=c.num_nodes))
+        permuted.append(
+            Data(
+                z=c.z[perm],
+                charge=c.charge[perm],
+                lattice=c.lattice,
+                edge_index=inverse[c.edge_index][:, order],
+                edge_dist=c.edge_dist[order],
+                global_features=c.global_features,
+                num_nodes=c.num_nodes,
+            )
+        )
     a = model(Batch.from_data_list(crystals))
     b = model(Batch.from_data_list(permuted))
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
@@ -121,26 +132,66 @@ def test_per_edge_switch_gives_the_same_predictions():
 
 
 def test_model_dir_round_trip_with_weights_only(tmp_path):
+    """What save_model_dir writes is what load_model_dir gives back: every member's weights
+    and buffers, in order, and every field of the spec."""
     torch.manual_seed(0)
     config = _config("de-atten3", readout="attention")
     members = [AECGCNN(config).eval() for _ in range(2)]
     members[0].fit_descriptor_scaling(torch.rand(20, 8 + 2))
-    save_model_dir(tmp_path, members, {"normalisation": {"mean": 1.0, "std": 2.0}})
+    featurization = FeaturizationParams(
+        cutoff=7.5, max_neighbors=10, global_feature_names=("lcd", "void_fraction")
+    )
+    target = TargetSpec(
+        name="co2_uptake_mol_per_kg_298K_0.15bar",
+        unit="mol/kg",
+        gas="CO2",
+        temperature_K=298.0,
+        pressure_bar=0.15,
+        clip_min=0.0,
+    )
+    saved = save_model_dir(
+        tmp_path,
+        members,
+        featurization=featurization,
+        target=target,
+        normalisation_mean=1.0,
+        normalisation_std=2.0,
+        variant="de-atten3",
+    )
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["init"]["global_features"] == ["lcd", "void_fraction"]
-    loaded, meta2 = load_model_dir(tmp_path)
+
+    loaded, spec = load_model_dir(tmp_path)
+    assert spec == saved  # nothing lost through JSON
+    assert spec.directory == tmp_path and spec.architecture == "AECGCNN"
+    assert spec.weights == ("member-0.pt", "member-1.pt")
+    assert all(path.is_file() for path in spec.weight_paths())
+    assert spec.featurization == featurization and spec.target == target
+    assert (spec.normalisation_mean, spec.normalisation_std) == (1.0, 2.0)
+    assert spec.variant == "de-atten3" and spec.readout == "attention" and spec.has_atom_weights
+    assert spec.num_layers == config.num_layers
+    assert ModelConfig.from_json(dict(spec.init)) == config
+
+    assert len(loaded) == len(members)
+    first = members[0].state_dict()
+    assert any(not torch.equal(t, members[1].state_dict()[k]) for k, t in first.items())
+    for k, (a, b) in enumerate(zip(members, loaded, strict=True)):  # each member its own file
+        assert not b.training and b.config == config
+        want, got = a.state_dict(), b.state_dict()
+        assert list(got) == list(want), f"member {k}"
+        for name, tensor in want.items():
+            assert torch.equal(got[name], tensor), f"member {k}: {name}"
     batch = _batch()
     for a, b in zip(members, loaded, strict=True):
-        torch.testing.assert_close(a(batch), b(batch))
-    assert meta2["normalisation"]["std"] == 2.0
+        torch.testing.assert_close(a(batch), b(batch), rtol=0, atol=0)
 
 
 def test_config_rejects_nonsense():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="conv must be 'cgcnn' or 'attention', not 'transformer'"):
         ModelConfig(conv="transformer")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="the CGCNN convolution has no heads"):
         replace(VARIANTS["cgcnn"], heads=3)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape("unknown model config keys ['colour']")):
         ModelConfig.from_json({"conv": "cgcnn", "colour": "red"})
 
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import csv
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -175,3 +177,46 @@ def test_n_to_flag_rejects_bad_fraction() -> None:
 def test_unit_slug() -> None:
     assert rank.unit_slug("mol/kg") == "mol_per_kg"
     assert rank.unit_slug("cm3(STP)/g") == "cm3STP_per_g"
+
+
+def test_a_failure_file_without_its_columns_is_an_error_naming_it(run_dir: Path, caplog) -> None:
+    bad = write(run_dir / "graphs" / "failures-00001.csv", "mof_id,why\nE,parse\n")
+    with caplog.at_level(logging.ERROR):
+        assert rank_cli(run_dir, "--top-count", "1", "--no-charge-check") == 1
+    assert (
+        f"{bad} is not a mofsieve failure file (missing columns ['source', 'stage', 'reason'])"
+        in caplog.text
+    )
+    assert not (run_dir / "out" / "ranked.csv").exists()
+
+
+def test_a_manifest_without_its_columns_is_an_error_naming_it(run_dir: Path, caplog) -> None:
+    manifest = write(run_dir / "manifest.csv", "mof_id,source\nA,a.cif\n")
+    with caplog.at_level(logging.ERROR):
+        assert rank_cli(run_dir, "--top-count", "1", "--no-charge-check") == 1
+    assert f"{manifest} is not a mofsieve manifest" in caplog.text
+
+
+def test_failures_csv_is_read_back_by_the_failure_reader(run_dir: Path) -> None:
+    from mofsieve.failures import Failure, read_failures
+
+    assert rank_cli(run_dir, "--top-count", "1", "--no-charge-check") == 0
+    assert read_failures(run_dir / "out" / "failures.csv") == [
+        Failure("E", "e.cif", "parse", "CIF syntax error: x")
+    ]
+
+
+def test_the_charge_check_does_not_import_the_gcmc_command(run_dir: Path) -> None:
+    argv = [
+        "rank", "--manifest", str(run_dir / "manifest.csv"), "--predictions", str(run_dir / "p16"),
+        "--failures", str(run_dir / "graphs"), "--unit", "mol/kg", "--top-count", "4",
+        "--out-dir", str(run_dir / "out"),
+    ]  # fmt: skip
+    code = (
+        "import sys\nfrom mofsieve.cli import main\n"
+        f"assert main({argv!r}) == 0\nprint(sorted(m for m in sys.modules if m.startswith('mofsieve.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = out.stdout.split("\n")[-2]
+    assert "'mofsieve.charges'" in loaded  # the check ran
+    assert "'mofsieve.gcmc'" not in loaded

@@ -1,38 +1,60 @@
 from __future__ import annotations
 
 import base64
+import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from mofsieve.attention import AttentionWriter
 from mofsieve.cli import main
+from mofsieve.featurize import featurize_cif
 from mofsieve.store import CrystalGraph, FeaturizationParams, write_shard
 
 UNIT_COLUMNS = "prediction_mol_per_kg,uncertainty_mol_per_kg"
+GOOD = Path(__file__).resolve().parent / "data" / "good"
+# ranked MOF id → the CIF of tests/data/good it is featurized from
+CIFS = {"TOP1": "toy_framework_charged", "TOP2": "toy_crlf_type_charges", "LOW": "cu_fcc_p1"}
 
 
-def graph(mof_id: str, n: int) -> CrystalGraph:
-    rng = np.random.default_rng(len(mof_id) + n)
-    return CrystalGraph(
-        mof_id=mof_id,
-        source=f"{mof_id}.cif",
-        atomic_number=np.array([30] + [6] * (n - 1), dtype=np.uint8),
-        charge=np.full(n, np.nan, dtype=np.float32),
-        frac_coords=rng.random((n, 3)),
-        lattice=np.diag([10.0, 11.0, 12.0]),
-        edge_src=np.zeros(0, np.int32),
-        edge_dst=np.zeros(0, np.int32),
-        edge_dist=np.zeros(0, np.float32),
-        edge_image=np.zeros((0, 3), np.int8),
-    )
+def real_graphs() -> list[CrystalGraph]:
+    """Graphs of real CIFs, featurized the way `mofsieve featurize` does."""
+    return [
+        featurize_cif(mof_id, f"{name}.cif", (GOOD / f"{name}.cif").read_bytes(), FeaturizationParams())
+        for mof_id, name in CIFS.items()
+    ]  # fmt: skip
+
+
+def peaked_weights(graphs: list[CrystalGraph]) -> np.ndarray:
+    """Per-atom weights summing to 1 per graph, most of each on its first atom."""
+    parts = []
+    for g in graphs:
+        w = np.full(g.n_atoms, 0.5 / max(g.n_atoms - 1, 1))
+        w[0] = 0.5 if g.n_atoms > 1 else 1.0
+        parts.append(w)
+    return np.concatenate(parts)
+
+
+def write_attention(path: Path, graphs: list[CrystalGraph], readout: str) -> Path:
+    """An attention file written by the writer `mofsieve predict --attention` uses."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = AttentionWriter(path, readout)
+    if readout == "attention":
+        weights = peaked_weights(graphs)
+    else:  # what predict writes for pooling without learned weights: uniform
+        weights = np.concatenate([np.full(g.n_atoms, 1.0 / g.n_atoms) for g in graphs])
+    writer.add(graphs, weights)
+    writer.close()
+    return path
 
 
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
-    graphs = [graph("TOP1", 5), graph("TOP2", 4), graph("LOW", 3)]
+    graphs = real_graphs()
     (tmp_path / "graphs").mkdir()
     write_shard(tmp_path / "graphs" / "shard-00000.h5", graphs, FeaturizationParams())
     (tmp_path / "manifest.csv").write_text(
@@ -41,8 +63,8 @@ def run_dir(tmp_path: Path) -> Path:
     )
     (tmp_path / "ranked.csv").write_text(
         f"rank,mof_id,{UNIT_COLUMNS},flagged,n_atoms,source\n"
-        "1,TOP1,3.500000,0.200000,yes,5,a\n2,TOP2,2.250000,0.100000,no,4,b\n"
-        "3,LOW,0.500000,0.300000,no,3,c\n"
+        "1,TOP1,3.500000,0.200000,yes,10,a\n2,TOP2,2.250000,0.100000,no,5,b\n"
+        "3,LOW,0.500000,0.300000,no,4,c\n"
     )
     (tmp_path / "failures.csv").write_text(
         "mof_id,source,stage,reason\nBAD,d,parse,CIF syntax error: line 3\n"
@@ -50,11 +72,7 @@ def run_dir(tmp_path: Path) -> Path:
         "OV1,f,graph,overlapping atoms 3 and 7 only 0.36 Å apart (limit 0.5 Å)\n"
         "OV2,g,graph,overlapping atoms 10 and 12 only 0.1 Å apart (limit 0.5 Å)\n"
     )
-    (tmp_path / "attention").mkdir()
-    with h5py.File(tmp_path / "attention" / "attention-00000.h5", "w") as h5:
-        h5["ids"] = np.array(["TOP1", "TOP2", "LOW"], dtype=h5py.string_dtype())
-        h5["node_ptr"] = np.array([0, 5, 9, 12])
-        h5["atom_weights"] = np.concatenate([np.full(5, 0.2), np.full(4, 0.25), np.full(3, 1 / 3)])
+    write_attention(tmp_path / "attention" / "attention-00000.h5", graphs, "attention")
     return tmp_path
 
 
@@ -67,10 +85,28 @@ def report(run_dir: Path, *extra: str) -> str:
     return out.read_text()
 
 
+def report_fails(run_dir: Path, caplog: pytest.LogCaptureFixture, *extra: str) -> str:
+    """Run the report expecting it to fail; returns what it logged."""
+    out = run_dir / "report.html"
+    with caplog.at_level(logging.ERROR):
+        code = main(["report", "--ranked", str(run_dir / "ranked.csv"),
+                     "--failures", str(run_dir / "failures.csv"), "--out", str(out),
+                     "--manifest", str(run_dir / "manifest.csv"),
+                     "--graphs", str(run_dir / "graphs"), *extra])  # fmt: skip
+    assert code != 0
+    assert not out.exists()
+    return caplog.text
+
+
 def images(text: str) -> list[bytes]:
     return [
         base64.b64decode(m) for m in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text)
     ]
+
+
+def colours(text: str) -> list[str]:
+    """The data-colour marker of every structure picture, in page order."""
+    return re.findall(r"<img data-colour=\"([a-z]+)\"", text)
 
 
 def test_report_is_self_contained_with_distribution_table_pictures_failures(run_dir: Path) -> None:
@@ -82,7 +118,8 @@ def test_report_is_self_contained_with_distribution_table_pictures_failures(run_
     assert "<script" not in text
     assert "flag threshold" in text and "3.5 mol/kg" in text
     assert "TOP1" in text and "TOP2" in text
-    assert "no attention weights" not in text
+    assert colours(text) == ["attention", "attention"]
+    assert "coloured by element" not in text
     # both CIF syntax errors grouped under one reason, counted twice
     assert re.search(r"<td>parse</td><td>CIF syntax error</td><td class=\"num\">2</td>", text)
     assert re.search(
@@ -95,7 +132,55 @@ def test_report_is_self_contained_with_distribution_table_pictures_failures(run_
 def test_report_without_attention_colours_by_element_and_says_so(run_dir: Path) -> None:
     text = report(run_dir, "--pictures", "1")
     assert len(images(text)) == 2
-    assert "no attention weights: by element" in text
+    assert colours(text) == ["element"]
+    assert "no attention file given; coloured by element" in text
+
+
+def test_attention_pictures_are_coloured_by_the_weights(run_dir: Path) -> None:
+    attention = report(run_dir, "--attention", str(run_dir / "attention"), "--pictures", "1")
+    element = report(run_dir, "--pictures", "1")
+    assert colours(attention) == ["attention"] and colours(element) == ["element"]
+    assert images(attention)[1] != images(element)[1]
+
+
+def test_mean_readout_colours_by_element_with_a_caption(run_dir: Path) -> None:
+    write_attention(run_dir / "mean" / "attention-00000.h5", real_graphs(), "mean")
+    text = report(run_dir, "--attention", str(run_dir / "mean"), "--pictures", "3")
+    assert colours(text) == ["element"] * 3
+    assert text.count("mean pooling: every atom weighs the same; coloured by element") == 3
+
+
+def test_attention_file_without_format_attribute_fails_the_report(run_dir, caplog) -> None:
+    path = run_dir / "attention" / "attention-00000.h5"
+    with h5py.File(path, "w") as h5:  # the old guessable layout: no format, no readout
+        h5["ids"] = np.array(list(CIFS), dtype=h5py.string_dtype())
+        h5["node_ptr"] = np.array([0, 10, 15, 19])
+        h5["weights"] = np.concatenate([np.full(10, 0.1), np.full(5, 0.2), np.full(4, 0.25)])
+    log = report_fails(run_dir, caplog, "--attention", str(run_dir / "attention"))
+    assert f"{path} is not a mofsieve-attention file (format=None)" in log
+
+
+def test_attention_file_of_another_version_fails_the_report(run_dir, caplog) -> None:
+    path = run_dir / "attention" / "attention-00000.h5"
+    with h5py.File(path, "a") as h5:
+        h5.attrs["format_version"] = 1
+    log = report_fails(run_dir, caplog, "--attention", str(run_dir / "attention"))
+    assert f"{path} has mofsieve-attention format version 1" in log
+
+
+def test_attention_of_other_graphs_fails_the_report(run_dir, caplog) -> None:
+    """Weights written for other structures than the graph shard's: as many weights as
+    atoms is checked MOF by MOF, not papered over by element colouring."""
+    top1, top2, low = real_graphs()  # 10, 5, 4 atoms: TOP1 and TOP2 under each other's ids
+    swapped = [replace(top2, mof_id="TOP1"), replace(top1, mof_id="TOP2"), low]
+    path = write_attention(run_dir / "other" / "attention-00000.h5", swapped, "attention")
+    log = report_fails(run_dir, caplog, "--attention", str(run_dir / "other"))
+    assert f"{path}: TOP1 has 5 weights but its graph has 10 atoms" in log
+
+
+def test_missing_attention_file_fails_the_report(run_dir, caplog) -> None:
+    log = report_fails(run_dir, caplog, "--attention", str(run_dir / "nowhere"))
+    assert str(run_dir / "nowhere" / "attention-00000.h5") in log
 
 
 def test_report_rejects_a_file_that_is_not_ranked_csv(run_dir: Path) -> None:

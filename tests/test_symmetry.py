@@ -8,11 +8,10 @@ import pytest
 import torch
 from torch_geometric.data import Batch
 
+from mofsieve.batching import graph_to_data, merged_batch, merged_graph_data
 from mofsieve.model import AECGCNN, ModelConfig
-from mofsieve.predict import merged_batch, merged_graph_data
 from mofsieve.store import CrystalGraph
 from mofsieve.symmetry import atom_colours, merge_equivalent_atoms
-from mofsieve.train import graph_to_data
 
 
 def _ring(atomic_number: list[int], charge: list[float] | None = None) -> CrystalGraph:
@@ -21,11 +20,16 @@ def _ring(atomic_number: list[int], charge: list[float] | None = None) -> Crysta
     dst = np.repeat(np.arange(n), 2)
     src = np.stack([(np.arange(n) - 1) % n, (np.arange(n) + 1) % n], 1).reshape(-1)
     return CrystalGraph(
-        mof_id="ring", source="ring", atomic_number=np.array(atomic_number, np.uint8),
+        mof_id="ring",
+        source="ring",
+        atomic_number=np.array(atomic_number, np.uint8),
         charge=np.array(charge if charge is not None else [np.nan] * n, np.float32),
-        frac_coords=np.zeros((n, 3)), lattice=np.eye(3) * 10,
-        edge_src=src.astype(np.int32), edge_dst=dst.astype(np.int32),
-        edge_dist=np.full(2 * n, 1.5, np.float32), edge_image=np.zeros((2 * n, 3), np.int8),
+        frac_coords=np.zeros((n, 3)),
+        lattice=np.eye(3) * 10,
+        edge_src=src.astype(np.int32),
+        edge_dst=dst.astype(np.int32),
+        edge_dist=np.full(2 * n, 1.5, np.float32),
+        edge_image=np.zeros((2 * n, 3), np.int8),
     )
 
 
@@ -42,9 +46,16 @@ def test_colours_tell_atoms_apart_by_what_the_model_sees_within_its_layers():
     # One nitrogen: atoms split by ring distance to it, but only as far as the rounds reach.
     ring = _ring([7, 6, 6, 6, 6, 6])
     assert _partition(_colours(ring, rounds=1)) == {
-        frozenset({0}), frozenset({1, 5}), frozenset({2, 3, 4})}
+        frozenset({0}),
+        frozenset({1, 5}),
+        frozenset({2, 3, 4}),
+    }
     assert _partition(_colours(ring, rounds=4)) == {
-        frozenset({0}), frozenset({1, 5}), frozenset({2, 4}), frozenset({3})}
+        frozenset({0}),
+        frozenset({1, 5}),
+        frozenset({2, 4}),
+        frozenset({3}),
+    }
     # A different distance on one edge, and a different charge, are different inputs.
     ring = _ring([6] * 6)
     ring.edge_dist[0] = np.nextafter(np.float32(1.5), np.float32(2))  # atom 0's edge from atom 5
@@ -64,8 +75,14 @@ def test_colours_do_not_depend_on_edge_order_or_a_regular_degree():
     # Drop atom 2's edge from atom 1: atom 2 now hears one neighbour, atom 4 two, and atoms 1
     # and 5 hear from 2 and 4 respectively, so they differ too (the mirror is broken).
     keep = ~((ring.edge_dst == 2) & (ring.edge_src == 1))
-    colours = atom_colours(ring.atomic_number, ring.charge, ring.edge_src[keep],
-                           ring.edge_dst[keep], ring.edge_dist[keep], 4)
+    colours = atom_colours(
+        ring.atomic_number,
+        ring.charge,
+        ring.edge_src[keep],
+        ring.edge_dst[keep],
+        ring.edge_dist[keep],
+        4,
+    )
     assert colours[2] != colours[4] and colours[1] != colours[5]
 
 
@@ -99,12 +116,23 @@ def _batch(graphs: list[CrystalGraph], merge: bool, rounds: int) -> tuple[Batch,
     return merged_batch([merged_graph_data(graph, [], rounds) for graph in graphs])
 
 
-@pytest.mark.parametrize("config", [
-    ModelConfig(conv="cgcnn", readout="mean", use_cell=True),
-    ModelConfig(conv="cgcnn", readout="sum", num_layers=2),
-    ModelConfig(conv="attention", heads=3, head_combine="attention", edge_update=True,
-                use_charge=True, use_cell=True, readout="attention"),
-], ids=["cgcnn-mean-cell", "cgcnn-sum-2-layers", "atten3-edge-attention-readout"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig(conv="cgcnn", readout="mean", use_cell=True),
+        ModelConfig(conv="cgcnn", readout="sum", num_layers=2),
+        ModelConfig(
+            conv="attention",
+            heads=3,
+            head_combine="attention",
+            edge_update=True,
+            use_charge=True,
+            use_cell=True,
+            readout="attention",
+        ),
+    ],
+    ids=["cgcnn-mean-cell", "cgcnn-sum-2-layers", "atten3-edge-attention-readout"],
+)
 def test_merging_equivalent_atoms_changes_no_prediction(symmetric_mofs, config):
     torch.manual_seed(0)
     model = AECGCNN(config)

@@ -14,7 +14,18 @@ import numpy as np
 import pytest
 
 from mofsieve.cli import main
+from mofsieve.modeldir import read_model
 from mofsieve.store import FeaturizationParams, ShardReader, write_shard
+
+
+def predict_cli(*args: object) -> int:
+    """``mofsieve predict ARGS`` (each argument as its string); the exit code."""
+    return main(["predict", *map(str, args)])
+
+
+def featurize_cli(*args: object) -> int:
+    return main(["featurize", *map(str, args)])
+
 
 N_CIFS = 12
 MAX_ATOMS = 120
@@ -64,24 +75,54 @@ def trained(real_shards, tmp_path_factory) -> Path:
 
 
 def test_train_writes_a_complete_model_dir(trained):
-    for name in ("model.json", "member-0.pt", "member-1.pt", "MODEL_CARD.md", "parity.png",
-                 "split.csv", "test_predictions.csv"):
+    for name in (
+        "model.json",
+        "member-0.pt",
+        "member-1.pt",
+        "MODEL_CARD.md",
+        "parity.png",
+        "split.csv",
+        "test_predictions.csv",
+    ):
         assert (trained / name).is_file(), name
-    meta = json.loads((trained / "model.json").read_text())
-    assert meta["target"]["unit"] == "mol/kg"
-    assert meta["target"]["conditions"]["pressure_bar"] == 0.15
-    assert meta["target"]["conditions"]["temperature_K"] == 298.0
-    assert meta["featurization"]["cutoff"] == 8.0
+    spec = read_model(trained)
+    assert spec.target.unit == "mol/kg"
+    assert spec.target.pressure_bar == 0.15 and spec.target.temperature_K == 298.0
+    assert spec.featurization == FeaturizationParams()
+    assert spec.has_atom_weights and spec.weights == ("member-0.pt", "member-1.pt")
+    meta = spec.metadata
     assert set(meta["metrics"]["test"]) >= {"mae", "rmse", "r2", "spearman", "top10_recall"}
-    assert meta["training"]["split"]["n_train"] + meta["training"]["split"]["n_val"] + meta["training"]["split"]["n_test"] == N_CIFS
+    split = meta["training"]["split"]
+    assert split["n_train"] + split["n_val"] + split["n_test"] == N_CIFS
+    with open(trained / "split.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == N_CIFS
+    assert not list(trained.glob(".*tmp*"))  # every output was renamed into place
     assert "Test metrics" in (trained / "MODEL_CARD.md").read_text()
 
 
 def _train_args(graphs: Path, labels: Path, out: Path, *extra: str, ensemble: int = 2) -> list[str]:
-    return ["train", "--labels", str(labels), "--target", "uptake_298K_0.15bar",
-            "--graphs", str(graphs), "--out", str(out), "--variant", "atten3",
-            "--readout", "attention", "--ensemble", str(ensemble), "--batch-atoms", "400",
-            "--threads", "1", *extra]
+    return [
+        "train",
+        "--labels",
+        str(labels),
+        "--target",
+        "uptake_298K_0.15bar",
+        "--graphs",
+        str(graphs),
+        "--out",
+        str(out),
+        "--variant",
+        "atten3",
+        "--readout",
+        "attention",
+        "--ensemble",
+        str(ensemble),
+        "--batch-atoms",
+        "400",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def test_resume_continues_from_checkpoints(trained, real_shards, tmp_path, caplog):
@@ -108,12 +149,13 @@ def test_members_train_separately_then_assemble(real_shards, tmp_path, caplog):
         assert main(_train_args(graphs, labels, model, "--epochs", "2", "--members", k)) == 0
         assert not (model / "model.json").exists()  # members alone make no model
     assert sorted(p.name for p in (model / "checkpoints").iterdir()) == [
-        "member-0.ckpt.pt", "member-1.ckpt.pt"]
+        "member-0.ckpt.pt",
+        "member-1.ckpt.pt",
+    ]
     with caplog.at_level("INFO"):
         assert main(_train_args(graphs, labels, model, "--epochs", "2", "--resume")) == 0
     assert caplog.text.count("resumed after epoch 1") == 2
-    meta = json.loads((model / "model.json").read_text())
-    assert meta["weights"] == ["member-0.pt", "member-1.pt"]
+    assert read_model(model).weights == ("member-0.pt", "member-1.pt")
     history = json.loads((model / "history.json").read_text())
     assert [h["seed"] for h in history] == [0, 1] and [len(h["epochs"]) for h in history] == [2, 2]
 
@@ -128,8 +170,23 @@ def test_members_outside_the_ensemble_are_refused(real_shards, tmp_path, caplog)
 def test_predict_streams_every_shard_with_attention(trained, real_shards, tmp_path):
     graphs, _ = real_shards
     out, att = tmp_path / "pred.csv", tmp_path / "att.h5"
-    assert main(["predict", "--model", str(trained), "--graphs", str(graphs), "--out", str(out),
-                 "--attention", str(att), "--batch-atoms", "300", "--device", "cpu"]) == 0
+    assert (
+        predict_cli(
+            "--model",
+            trained,
+            "--graphs",
+            graphs,
+            "--out",
+            out,
+            "--attention",
+            att,
+            "--batch-atoms",
+            "300",
+            "--device",
+            "cpu",
+        )
+        == 0
+    )
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["mof_id", "prediction", "uncertainty", "n_atoms"]
@@ -138,7 +195,11 @@ def test_predict_streams_every_shard_with_attention(trained, real_shards, tmp_pa
     with h5py.File(att) as h5:
         ptr, weights = h5["node_ptr"][()], h5["weights"][()]
         assert len(h5["ids"]) == N_CIFS and ptr[-1] == len(weights) == len(h5["atomic_number"])
-        assert h5["frac_coords"].shape == (len(weights), 3) and h5["lattice"].shape == (N_CIFS, 3, 3)
+        assert h5["frac_coords"].shape == (len(weights), 3) and h5["lattice"].shape == (
+            N_CIFS,
+            3,
+            3,
+        )
         sums = np.add.reduceat(weights, ptr[:-1])
         np.testing.assert_allclose(sums, 1.0, rtol=1e-4)
     assert not list(tmp_path.glob("*.tmp-*"))
@@ -157,18 +218,41 @@ def test_predict_merging_equivalent_atoms_equals_every_atom(trained, real_shards
     outputs = {}
     for mode, extra in (("merged", []), ("every", ["--every-atom"])):
         out, att = tmp_path / f"{mode}.csv", tmp_path / f"{mode}.h5"
-        assert main(["predict", "--model", str(trained), "--graphs", str(graphs), "--out", str(out),
-                     "--attention", str(att), "--batch-atoms", "300", "--device", "cpu", *extra]) == 0
+        assert (
+            predict_cli(
+                "--model",
+                trained,
+                "--graphs",
+                graphs,
+                "--out",
+                out,
+                "--attention",
+                att,
+                "--batch-atoms",
+                "300",
+                "--device",
+                "cpu",
+                *extra,
+            )
+            == 0
+        )
         with open(out, newline="") as fh:
             table = list(csv.DictReader(fh))
         with h5py.File(att) as h5:
             outputs[mode] = (table, h5["weights"][()], h5["node_ptr"][()])
-    (merged, w_merged, ptr_merged), (every, w_every, ptr_every) = outputs["merged"], outputs["every"]
+    (merged, w_merged, ptr_merged), (every, w_every, ptr_every) = (
+        outputs["merged"],
+        outputs["every"],
+    )
     assert [r["mof_id"] for r in merged] == [r["mof_id"] for r in every]
     assert [r["n_atoms"] for r in merged] == [r["n_atoms"] for r in every]
     for column in ("prediction", "uncertainty"):
-        np.testing.assert_allclose([float(r[column]) for r in merged],
-                                   [float(r[column]) for r in every], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            [float(r[column]) for r in merged],
+            [float(r[column]) for r in every],
+            rtol=1e-4,
+            atol=1e-5,
+        )
     np.testing.assert_array_equal(ptr_merged, ptr_every)
     np.testing.assert_allclose(w_merged, w_every, rtol=1e-4, atol=1e-7)
 
@@ -180,8 +264,15 @@ def test_predict_refuses_graphs_featurized_differently(trained, real_shards, tmp
     write_shard(tmp_path / "shard-00000.h5", list(reader), other)
     out = tmp_path / "pred.csv"
     with caplog.at_level("ERROR"):
-        code = main(["predict", "--model", str(trained), "--graphs", str(graphs / "shard-00000.h5"),
-                     str(tmp_path / "shard-00000.h5"), "--out", str(out)])
+        code = predict_cli(
+            "--model",
+            trained,
+            "--graphs",
+            graphs / "shard-00000.h5",
+            tmp_path / "shard-00000.h5",
+            "--out",
+            out,
+        )
     assert code != 0
     assert "cutoff" in caplog.text and "6.0" in caplog.text
     assert not out.exists()
@@ -196,8 +287,9 @@ def test_predict_failing_midway_leaves_no_output(trained, real_shards, tmp_path,
     with h5py.File(broken / "shard-00001.h5", "a") as h5:
         del h5["edge_dist"]  # parameters still readable, graphs not
     out, att = tmp_path / "pred.csv", tmp_path / "att.h5"
-    code = main(["predict", "--model", str(trained), "--graphs", str(broken), "--out", str(out),
-                 "--attention", str(att), "--device", "cpu"])
+    code = predict_cli(
+        "--model", trained, "--graphs", broken, "--out", out, "--attention", att, "--device", "cpu"
+    )
     assert code != 0
     assert "edge_dist" in caplog.text
     assert not out.exists() and not att.exists()
@@ -205,7 +297,7 @@ def test_predict_failing_midway_leaves_no_output(trained, real_shards, tmp_path,
 
 
 def test_lr_restarts_are_the_epochs_where_the_rate_rose():
-    from mofsieve.train import lr_restarts
+    from mofsieve.fit import lr_restarts
 
     lrs = [1e-3, 5e-4, 1e-6, 8e-4, 4e-4, 0.0]  # a decayed run resumed with a longer budget
     assert lr_restarts({"epochs": [{"epoch": i, "lr": lr} for i, lr in enumerate(lrs)]}) == [3]
@@ -221,3 +313,174 @@ def test_a_spent_time_budget_stays_spent_on_resume(real_shards, tmp_path):
     assert len(first) == 1  # the budget (0.06 s) is spent after the first epoch
     assert main(_train_args(graphs, labels, model, *budget, "--resume", ensemble=1)) == 0
     assert json.loads((model / "history.json").read_text())[0]["epochs"] == first
+
+
+# ---------------------------------------------------------------------------------------------
+# predict where the user's CIFs are (featurized as the model says)
+
+SHIPPED_015 = Path(__file__).resolve().parents[1] / "models" / "co2_298K_0.15bar"
+
+
+@pytest.fixture(scope="module")
+def cif_folder(tmp_path_factory) -> Path:
+    """Five real CoRE MOF 2019-ASR CIFs (small ones) and a broken one, in nested folders."""
+    pytest.importorskip("CoRE_MOF", reason="the core-mof package (pip install '.[demo]')")
+    from mofsieve.manifest import iter_archive, package_archive
+
+    root = tmp_path_factory.mktemp("cifs")
+    (root / "sub").mkdir()
+    written = 0
+    for name, data in iter_archive(package_archive("core-mof:2019-ASR")):
+        if len(data) < 6000:  # small cells keep the test quick
+            (root / ("sub" if written % 2 else ".") / Path(name).name).write_bytes(data)
+            written += 1
+        if written == 5:
+            break
+    shutil.copy(Path(__file__).parent / "data" / "broken" / "syntax_error.cif", root)
+    return root
+
+
+def test_predict_on_a_folder_of_cifs_featurizes_as_the_model_says(cif_folder, tmp_path):
+    """The shipped model needs 12 descriptors; the user names only CIFs. The predictions are
+    those of featurize --model then predict --graphs, and the broken CIF is a failure."""
+    out = tmp_path / "pred.csv"
+    assert (
+        predict_cli(
+            "--model",
+            SHIPPED_015,
+            cif_folder,
+            "--out",
+            out,
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--jobs",
+            "1",
+        )
+        == 0
+    )
+    with open(out, newline="") as fh:
+        direct = {r["mof_id"]: r for r in csv.DictReader(fh)}
+    assert len(direct) == 5
+    with open(tmp_path / "pred-failures.csv", newline="") as fh:
+        failures = list(csv.DictReader(fh))
+    assert [f["mof_id"] for f in failures] == ["syntax_error"]
+    assert failures[0]["reason"]
+
+    graphs = tmp_path / "graphs"
+    assert featurize_cli(cif_folder, "--model", SHIPPED_015, "--out", graphs, "--jobs", "1") == 0
+    assert ShardReader(graphs / "shard-00000.h5").params == read_model(SHIPPED_015).featurization
+    two_step = tmp_path / "two_step.csv"
+    assert (
+        predict_cli(
+            "--model",
+            SHIPPED_015,
+            "--graphs",
+            graphs,
+            "--out",
+            two_step,
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        )
+        == 0
+    )
+    with open(two_step, newline="") as fh:
+        assert {r["mof_id"]: r for r in csv.DictReader(fh)} == direct
+
+
+def test_predict_keeps_graphs_where_asked(cif_folder, tmp_path):
+    keep = tmp_path / "kept"
+    assert (
+        predict_cli(
+            "--model",
+            SHIPPED_015,
+            cif_folder,
+            "--out",
+            tmp_path / "p.csv",
+            "--keep-graphs",
+            keep,
+            "--jobs",
+            "1",
+        )
+        == 0
+    )
+    assert len(ShardReader(keep / "shard-00000.h5")) == 5
+    assert (keep / "manifest.csv").is_file()
+
+
+def test_predict_needs_cifs_or_graphs_not_both(trained, real_shards, cif_folder, tmp_path, caplog):
+    graphs, _ = real_shards
+    out = tmp_path / "p.csv"
+    assert predict_cli("--model", trained, cif_folder, "--graphs", graphs, "--out", out) == 2
+    assert predict_cli("--model", trained, "--out", out) == 2
+    assert caplog.text.count("give either INPUT") == 2
+    assert not out.exists()
+
+
+def test_featurize_takes_a_model_or_parameters_not_both(cif_folder, tmp_path, caplog):
+    code = featurize_cli(
+        cif_folder, "--model", SHIPPED_015, "--cutoff", "6", "--out", tmp_path / "g"
+    )
+    assert code == 2
+    assert "give --model or --cutoff, not both" in caplog.text
+    assert not (tmp_path / "g").exists()
+
+
+def test_predict_with_a_broken_model_json_names_it(cif_folder, tmp_path, caplog):
+    model = tmp_path / "model"
+    shutil.copytree(SHIPPED_015, model)
+    meta = json.loads((model / "model.json").read_text())
+    meta["format_version"] = 99
+    (model / "model.json").write_text(json.dumps(meta))
+    assert predict_cli("--model", model, cif_folder, "--out", tmp_path / "p.csv") == 2
+    assert "model format version 99" in caplog.text and str(model) in caplog.text
+
+
+def test_mean_pooling_model_writes_uniform_atom_weights(real_shards, tmp_path, write_model_dir):
+    """One predict rule for every model: without attention pooling, every atom weighs 1/n and
+    the file says which readout made the weights."""
+    from mofsieve.attention import read_attention
+
+    graphs, _ = real_shards
+    model = tmp_path / "mean"
+    write_model_dir(model, variant="atten3", readout="mean")
+    out, att = tmp_path / "p.csv", tmp_path / "att.h5"
+    assert (
+        predict_cli(
+            "--model",
+            model,
+            "--graphs",
+            graphs,
+            "--out",
+            out,
+            "--attention",
+            att,
+            "--device",
+            "cpu",
+        )
+        == 0
+    )
+    reader = ShardReader(graphs / "shard-00000.h5")
+    readout, weights = read_attention(att, set(reader.ids))
+    assert readout == "mean"
+    for mof_id in reader.ids:
+        w = weights[mof_id]
+        np.testing.assert_allclose(w, np.full(len(w), 1.0 / len(w)), rtol=1e-6)
+
+
+def test_predict_on_cuda_without_a_gpu_says_so_in_one_line(trained, real_shards, tmp_path, caplog):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the error path cannot be reached")
+    graphs, _ = real_shards
+    out = tmp_path / "p.csv"
+    assert (
+        predict_cli("--model", trained, "--graphs", graphs, "--out", out, "--device", "cuda") == 2
+    )
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "torch sees no usable GPU" in errors[0].getMessage()
+    assert "Traceback" not in caplog.text and not out.exists()

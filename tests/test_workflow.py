@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -71,9 +72,8 @@ def test_shipped_config_is_valid_and_defaults_fill_omitted_keys() -> None:
     ],
 )  # fmt: skip
 def test_bad_config_error_names_the_key(overrides: dict, named: str) -> None:
-    with pytest.raises(mconfig.ConfigError) as err:
+    with pytest.raises(mconfig.ConfigError, match=re.escape(named)):
         mconfig.validate_config(minimal(**overrides), SCHEMA)
-    assert named in str(err.value)
 
 
 def test_working_capacity_uses_highest_minus_lowest_pressure_model() -> None:
@@ -86,39 +86,175 @@ def test_working_capacity_uses_highest_minus_lowest_pressure_model() -> None:
     assert mconfig.quantity(cfg) == "CO2 working capacity 16→0.15 bar, 298 K"
 
 
-def test_featurization_follows_the_models_and_refuses_disagreeing_ones(tmp_path: Path) -> None:
-    for name, cutoff, extra in [("a", 8.0, ["density"]), ("b", 8.0, ["lcd", "density"])]:
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "model.json").write_text(
-            f'{{"featurization": {{"cutoff": {cutoff}, "max_neighbors": 12, '
-            f'"global_feature_names": {extra!r}}}}}'.replace("'", '"')
-        )
+def test_featurization_follows_the_models_and_refuses_disagreeing_ones(
+    tmp_path: Path, write_model_dir
+) -> None:
+    write_model_dir(tmp_path / "a", global_features=("density",), pressure_bar=0.15)
+    write_model_dir(tmp_path / "b", global_features=("lcd", "density"), pressure_bar=16)
     cfg = mconfig.validate_config(
         minimal(target={"pressure": "working_capacity"},
                 models={"0.15": str(tmp_path / "a"), "16": str(tmp_path / "b")}),
         SCHEMA,
     )  # fmt: skip
-    assert mconfig.featurize_arguments(cfg) == (
-        "--cutoff 8.0 --max-neighbors 12 --global-features lcd,density"
-    )
-    (tmp_path / "a" / "model.json").write_text('{"featurization": {"cutoff": 6.0}}')
+    # the ranking (16 bar) model's features first, then those only the other one has
+    assert mconfig.featurize_arguments(cfg) == [
+        "--cutoff", "8.0", "--max-neighbors", "12", "--global-features", "lcd,density",
+    ]  # fmt: skip
+    write_model_dir(tmp_path / "a", cutoff=6.0)
     with pytest.raises(mconfig.ConfigError, match="disagree on featurization cutoff"):
         mconfig.featurize_arguments(cfg)
 
 
-def test_attention_outputs_only_for_attention_pooling_models(tmp_path: Path) -> None:
-    for name, readout in [("att", "attention"), ("mean", "mean")]:
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "model.json").write_text(f'{{"init": {{"readout": "{readout}"}}}}')
+def test_models_not_trained_yet_add_nothing_and_a_broken_one_names_its_file(
+    tmp_path: Path, write_model_dir
+) -> None:
+    cfg = mconfig.validate_config(minimal(models={"0.15": str(tmp_path / "untrained")}), SCHEMA)
+    assert mconfig.featurize_arguments(cfg) == []  # the featurizer's defaults
+    assert mconfig.model_featurization([str(tmp_path / "untrained")]) is None
+    write_model_dir(tmp_path / "m", global_features=("density",))
+    cfg["models"]["0.15"] = str(tmp_path / "m")
+    assert mconfig.featurize_arguments(cfg)[-2:] == ["--global-features", "density"]
+    model_json = tmp_path / "m" / "model.json"
+    assert mconfig.model_json(cfg, "0.15bar") == str(model_json)
+    assert mconfig.train_model_json(cfg) == "models/my_model/model.json"
+    model_json.write_text('{"unit": "mol/kg"}')  # hand-written, not a mofsieve model
+    with pytest.raises(mconfig.ConfigError, match=re.escape(str(model_json))):
+        mconfig.featurize_arguments(cfg)
+    model_json.write_text("{not json")
+    with pytest.raises(mconfig.ConfigError, match=re.escape(f"{model_json} is not valid JSON")):
+        mconfig.featurize_arguments(cfg)
+
+
+def test_rule_arguments_are_lists_of_words() -> None:
+    """Each becomes ``{params.x:q}`` in a rule: every word quoted on its own."""
     cfg = mconfig.validate_config(
-        minimal(models={"0.15": str(tmp_path / "att"), "16": str(tmp_path / "mean")}), SCHEMA
+        minimal(flag={"top_count": 7}, train={"extra_args": "--epochs 5 --gas 'CO2 dry'"}), SCHEMA
     )
-    assert (
-        mconfig.report_attention_argument(cfg) == "--attention results/screen/predictions/0.15bar"
+    assert mconfig.flag_arguments(cfg) == ["--top-count", "7"]
+    cfg["flag"] = {"top_fraction": 0.05}
+    assert mconfig.flag_arguments(cfg) == ["--top-fraction", "0.05"]
+    assert mconfig.train_extra_arguments(cfg) == ["--epochs", "5", "--gas", "CO2 dry"]
+    gcmc = mconfig.gcmc_arguments(cfg)
+    assert gcmc[:4] == ["--temperature", "298", "--pressure", "0.15"]
+    assert gcmc[-2:] == ["--time-limit", "48:00:00"]
+    cfg["train"]["extra_args"] = "--gas 'unclosed"
+    with pytest.raises(mconfig.ConfigError, match="train.extra_args"):
+        mconfig.train_extra_arguments(cfg)
+
+
+# ------------------------------------------------------ config sources: file, --configfile, --config
+
+
+def test_a_later_source_replaces_the_choice_of_flag_and_the_models_map_whole() -> None:
+    shipped = mconfig.read_config_file(REPO / "config.yaml")
+    cfg, origins = mconfig.merge_config_sources(
+        [
+            ("config.yaml", shipped),
+            ("my.yaml", {"flag": {"top_count": 100}, "target": {"pressure": 16},
+                         "models": {16: "mine/16bar"}, "featurize": {"threads": 4}}),
+            ("--config", {"featurize": {"mpi": True}}),
+        ]
+    )  # fmt: skip
+    assert cfg["flag"] == {"top_count": 100}  # not also config.yaml's top_fraction
+    assert cfg["models"] == {"16": "mine/16bar"}  # not also config.yaml's 0.15 bar model
+    assert cfg["target"] == {"gas": "CO2", "temperature_K": 298, "pressure": 16}
+    assert cfg["featurize"] == {**shipped["featurize"], "threads": 4, "mpi": True}
+    assert origins[("flag", "top_count")] == "my.yaml"
+    assert ("flag", "top_fraction") not in origins
+    assert origins[("target", "gas")] == "config.yaml"
+    assert origins[("featurize", "mpi")] == "--config"
+    validated = mconfig.load_config_sources(
+        [("config.yaml", shipped), ("my.yaml", {"flag": {"top_count": 100}})], SCHEMA
     )
-    cfg["target"]["pressure"] = "working_capacity"  # ranks with the 16 bar (mean) model too
-    assert mconfig.report_attention_argument(cfg) == ""
-    assert not mconfig.attention_pooling([str(tmp_path / "absent")])
+    assert validated["flag"] == {"top_count": 100}
+
+
+@pytest.mark.parametrize(
+    ("given", "typed"),
+    [
+        # snakemake's parse of --config flag='{top_count: 100}' (YAML base loader: all strings)
+        ({"flag": {"top_count": "100"}}, {"flag": {"top_count": 100}}),
+        ({"flag": "{top_fraction: 0.1}"}, {"flag": {"top_fraction": 0.1}}),
+        ({"target": {"pressure": "16"}}, {"target": {"pressure": 16}}),
+        ({"target": {"pressure": "working_capacity"}},
+         {"target": {"pressure": "working_capacity"}}),
+        ({"featurize": {"mpi": "true", "mpi_tasks": "8"}},
+         {"featurize": {"mpi": True, "mpi_tasks": 8}}),
+        ({"inputs": ["a b.cif", "16"]}, {"inputs": ["a b.cif", "16"]}),  # strings stay strings
+        ({"train": {"target": "16", "graphs": "[g1, g2]"}},
+         {"train": {"target": "16", "graphs": ["g1", "g2"]}}),
+        ({"models": {"0.15": "m"}}, {"models": {"0.15": "m"}}),
+        ({"run": 2024, "shard_size": 10}, {"run": "2024", "shard_size": 10}),
+        ({"no_such_key": "1"}, {"no_such_key": "1"}),  # left for validation to name
+    ],
+)  # fmt: skip
+def test_command_line_values_are_typed_as_the_schema_wants(given: dict, typed: dict) -> None:
+    assert mconfig.command_line_values(given, mconfig.load_schema(SCHEMA)) == typed
+
+
+def test_command_line_object_that_is_not_yaml_names_the_key() -> None:
+    with pytest.raises(mconfig.ConfigError, match=r"--config: flag: '\{top_count: 1' is not valid"):
+        mconfig.command_line_values({"flag": "{top_count: 1"}, mconfig.load_schema(SCHEMA))
+
+
+@pytest.mark.parametrize(
+    ("sources", "named"),
+    [
+        ([("my.yaml", {"flag": {"top_count": 0}})],
+         "  my.yaml: flag.top_count: 0 is less than the minimum of 1"),
+        ([("my.yaml", {"gcmc": {"cycles": 5}}), ("--config", {"gcmc": {"cutof_A": 1}})],
+         "  --config: gcmc: Additional properties are not allowed ('cutof_A'"),
+        ([("--config", {"shard_sise": 10})],
+         "  --config: (top level): Additional properties are not allowed ('shard_sise'"),
+        ([("my.yaml", {"target": {"pressure": "high"}})],
+         "  my.yaml: target.pressure: 'high' is neither a pressure"),
+        ([("my.yaml", {"target": {"pressure": 1}})],
+         "my.yaml: target.pressure: no model for 1 bar; config.yaml: models has"),
+        ([("--config", {"target": {"pressure": "working_capacity"}, "models": {"16": "m"}})],
+         "--config: target.pressure: working_capacity needs models at two pressures"),
+    ],
+)  # fmt: skip
+def test_errors_name_the_source_and_the_key(sources: list, named: str) -> None:
+    base = ("config.yaml", mconfig.read_config_file(REPO / "config.yaml"))
+    with pytest.raises(mconfig.ConfigError, match=re.escape(named)):
+        mconfig.load_config_sources([base, *sources], SCHEMA)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_config_files_that_cannot_be_read_are_named(tmp_path: Path) -> None:
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    (tmp_path / "broken.yaml").write_text("flag: {top_count: 1\n")
+    with pytest.raises(mconfig.ConfigError, match="list.yaml: holds a list, not a mapping"):
+        mconfig.read_config_file(tmp_path / "list.yaml")
+    with pytest.raises(mconfig.ConfigError, match="broken.yaml: not valid YAML"):
+        mconfig.read_config_file(tmp_path / "broken.yaml")
+    assert mconfig.read_config_file(_write(tmp_path / "empty.yaml", "")) == {}
+
+
+def test_sources_of_a_snakemake_run_come_in_precedence_order(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    own = _write(tmp_path / "config.yaml", "run: own\nflag: {top_fraction: 0.05}\n")
+    given = _write(tmp_path / "my.yaml", "run: mine\n")
+    settings = SimpleNamespace(
+        configfiles=[given], config={"flag": {"top_count": "3"}}, replace_workflow_config=False
+    )
+    # snakemake's workflow.configfiles: the --configfile ones, then the Snakefile's own
+    workflow = SimpleNamespace(config_settings=settings, configfiles=[given, str(own)])
+    sources = mconfig.workflow_config_sources(workflow, SCHEMA)
+    assert [(os.path.basename(name), values) for name, values in sources] == [
+        ("config.yaml", {"run": "own", "flag": {"top_fraction": 0.05}}),
+        ("my.yaml", {"run": "mine"}),
+        ("--config", {"flag": {"top_count": 3}}),
+    ]
+    settings.replace_workflow_config = True  # --replace-workflow-config drops the own file
+    assert [name for name, _ in mconfig.workflow_config_sources(workflow, SCHEMA)] == [
+        sources[1][0], "--config",
+    ]  # fmt: skip
 
 
 def test_shard_ids_come_from_the_manifest(tmp_path: Path) -> None:
@@ -126,7 +262,7 @@ def test_shard_ids_come_from_the_manifest(tmp_path: Path) -> None:
     manifest.write_text("mof_id,source,sha1,n_bytes,shard\na,x,s,1,0\nb,y,s,1,0\nc,z,s,1,1\n")
     assert mconfig.shard_ids(manifest) == ["00000", "00001"]
     (tmp_path / "bad.csv").write_text("mof_id,source\na,b\n")
-    with pytest.raises(mconfig.ConfigError, match="no shard column"):
+    with pytest.raises(mconfig.ConfigError, match="bad.csv is not a mofsieve manifest"):
         mconfig.shard_ids(tmp_path / "bad.csv")
 
 
@@ -139,8 +275,11 @@ def test_rule_environment_pins_what_the_package_pins() -> None:
     import tomllib
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = [d for d in project["dependencies"] + project["optional-dependencies"]["demo"]
-              if not d.startswith("snakemake")]
+    wanted = [
+        d
+        for d in project["dependencies"] + project["optional-dependencies"]["demo"]
+        if not d.startswith("snakemake")
+    ]
     env = yaml.safe_load((REPO / "envs" / "mofsieve.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     assert sorted(wanted) == sorted(d for d in pip if d != "..")
@@ -153,6 +292,38 @@ def test_lint_is_clean() -> None:
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
 
 
+def shell_bodies() -> dict[str, str]:
+    """Each rule file's shell command strings (the lines of string literals after ``shell:``)."""
+    bodies = {}
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        lines, inside = [], False
+        for line in smk.read_text().splitlines():
+            stripped = line.strip()
+            if stripped == "shell:":
+                inside = True
+            elif inside and stripped.startswith('"'):
+                lines.append(stripped)
+            elif inside and not stripped.startswith("#"):
+                inside = False
+        if lines:
+            bodies[smk.name] = "\n".join(lines)
+    return bodies
+
+
+def test_rules_quote_every_argument_with_snakemake_never_by_hand() -> None:
+    """``{x:q}`` quotes each word (each element of a list); a hand-written '{x}' breaks on a
+    path or title holding a quote. Only the MPI launcher is several words on purpose."""
+    bodies = shell_bodies()
+    assert len(bodies) == 7, sorted(bodies)
+    for name, body in bodies.items():
+        assert "'" not in body, f"{name}: hand-quoted shell argument"
+        text = (REPO / "workflow" / "rules" / name).read_text()
+        n_rules = len(re.findall(r"^\s*(?:rule|checkpoint) \w+:", text, re.MULTILINE))
+        assert body.count("mofsieve ") == n_rules, f"{name}: one mofsieve call per rule"
+        for field in re.findall(r"\{[^{}]*\}", body):
+            assert field.endswith(":q}") or field == "{resources.mpi}", f"{name}: {field}"
+
+
 def test_bad_config_stops_snakemake_with_the_key_named(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(minimal(top_fraction=0.1)))
     result = snakemake(tmp_path, "-n")
@@ -162,14 +333,83 @@ def test_bad_config_stops_snakemake_with_the_key_named(tmp_path: Path) -> None:
     )
 
 
-def synthetic_run(tmp_path: Path, n_cifs: int, shard_size: int, **overrides: object) -> None:
-    """A run folder whose manifest already exists: the DAG after the manifest checkpoint."""
-    for name in ("low", "high"):
-        (tmp_path / "models" / name).mkdir(parents=True)
-        (tmp_path / "models" / name / "model.json").write_text('{"unit": "mol/kg"}')
-    cfg = minimal(run="big", shard_size=shard_size, **overrides)
+def shell_commands(output: str) -> dict[str, list[list[str]]]:
+    """The shell commands of a ``snakemake -n -p`` run, split into words, by rule."""
+    commands: dict[str, list[list[str]]] = {}
+    rule = None
+    for line in output.splitlines():
+        if m := re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):", line):
+            rule = m[1]
+        elif line.startswith("Shell command: ") and rule and line != "Shell command: None":
+            words = shlex.split(line.removeprefix("Shell command: "))
+            commands.setdefault(rule, []).append(words)
+    return commands
+
+
+def after(words: list[str], option: str) -> list[str]:
+    """The words after ``option`` up to the next option."""
+    rest = words[words.index(option) + 1 :]
+    return rest[: next((i for i, w in enumerate(rest) if w.startswith("--")), len(rest))]
+
+
+def untrained_screen(tmp_path: Path) -> Path:
+    """A run folder whose config.yaml is the shipped one's flag (top 5 %) with models not
+    trained yet: enough for a dry run up to the manifest checkpoint."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(minimal(flag={"top_fraction": 0.05})))
+    return tmp_path
+
+
+def rank_flag(result: subprocess.CompletedProcess) -> list[str]:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (rank,) = shell_commands(result.stdout)["rank"]
+    return [w for w in rank if w.startswith("--top-")] + after(rank, "--top-count")
+
+
+def test_config_on_the_command_line_replaces_the_flag_choice(tmp_path: Path) -> None:
+    """The README's own example: nested --config values arrive as strings and used to be
+    deep-merged with config.yaml's top_fraction into two keys."""
+    run = untrained_screen(tmp_path)
+    result = snakemake(run, "-n", "-p", "--config", "flag={top_count: 100}")
+    assert rank_flag(result) == ["--top-count", "100"]
+
+
+def test_configfile_replaces_the_flag_choice(tmp_path: Path) -> None:
+    run = untrained_screen(tmp_path)
+    (run / "my.yaml").write_text("flag: {top_count: 100}\n")
+    result = snakemake(run, "-n", "-p", "--configfile", "my.yaml")
+    assert rank_flag(result) == ["--top-count", "100"]
+
+
+def test_bad_value_in_a_users_configfile_names_the_file_and_the_key(tmp_path: Path) -> None:
+    run = untrained_screen(tmp_path)
+    (run / "my.yaml").write_text("flag: {top_count: 0}\n")
+    result = snakemake(run, "-n", "--configfile", "my.yaml")
+    assert result.returncode != 0
+    assert "my.yaml: flag.top_count: 0 is less than the minimum of 1" in (
+        result.stdout + result.stderr
+    )
+    result = snakemake(run, "-n", "--config", "featurize={mpi: maybe}")
+    assert result.returncode != 0
+    assert "--config: featurize.mpi: 'maybe' is not of type 'boolean'" in (
+        result.stdout + result.stderr
+    )
+
+
+def synthetic_run(
+    tmp_path: Path,
+    write_model_dir,
+    n_cifs: int,
+    shard_size: int,
+    output_dir: str = "results",
+    **overrides: object,
+) -> Path:
+    """A run folder whose manifest already exists: the DAG after the manifest checkpoint.
+    Two real (untrained) attention-pooling models, 0.15 bar and 16 bar; returns the run dir."""
+    for name, pressure in (("low", 0.15), ("high", 16.0)):
+        write_model_dir(tmp_path / "models" / name, pressure_bar=pressure)
+    cfg = minimal(run="big", output_dir=output_dir, shard_size=shard_size, **overrides)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    run_dir = tmp_path / "results" / "big"
+    run_dir = tmp_path / output_dir / "big"
     run_dir.mkdir(parents=True)
     with open(run_dir / "manifest.csv", "w") as fh:
         fh.write("mof_id,source,sha1,n_bytes,shard\n")
@@ -177,6 +417,40 @@ def synthetic_run(tmp_path: Path, n_cifs: int, shard_size: int, **overrides: obj
         fh.writelines(
             f"MOF{i:06d},cifs/MOF{i:06d}.cif,{sha},1000,{i // shard_size}\n" for i in range(n_cifs)
         )
+    return run_dir
+
+
+def test_paths_with_spaces_and_quotes_survive_and_predict_always_writes_atom_weights(
+    tmp_path: Path, write_model_dir
+) -> None:
+    out = "my 'results'"  # every rule quotes each word: {x:q}
+    synthetic_run(tmp_path, write_model_dir, 100, 50, output_dir=out)
+    result = snakemake(tmp_path, "-n", "-p", "--cores", "2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    commands = shell_commands(result.stdout)
+    run = f"{out}/big"
+    assert [after(c, "--out") for c in commands["featurize"]] == [[f"{run}/graphs"]] * 2
+    assert after(commands["featurize"][0], "--manifest") == [f"{run}/manifest.csv"]
+    # one predict rule; every job also writes the per-atom weights of the readout
+    predicted = {tuple(after(c, "--out") + after(c, "--attention")) for c in commands["predict"]}
+    assert predicted == {
+        (f"{run}/predictions/0.15bar/shard-{k}.csv", f"{run}/predictions/0.15bar/attention-{k}.h5")
+        for k in ("00000", "00001")
+    }
+    assert sorted(c[-3:] for c in commands["predict"]) == [
+        [">", f"{run}/logs/predict/0.15bar/{k}.log", "2>&1"] for k in ("00000", "00001")
+    ]
+    (rank,) = commands["rank"]
+    assert after(rank, "--predictions") == [f"{run}/predictions/0.15bar"]
+    assert rank[-3:] == [">", f"{run}/logs/rank.log", "2>&1"]
+    (report,) = commands["report"]
+    assert after(report, "--attention") == [f"{run}/predictions/0.15bar"]
+    assert after(report, "--quantity") == ["CO2 uptake at 0.15 bar, 298 K"]
+    assert after(report, "--title") == ["mofsieve screening report: big"]
+    report_job = result.stdout.split("rule report:", 1)[1].split("\n\n", 1)[0]
+    assert f"{run}/predictions/0.15bar/attention-00001.h5" in report_job  # a named input
+    (gcmc,) = commands["gcmc"]
+    assert after(gcmc, "--out") == [f"{run}/gcmc"]
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -185,8 +459,8 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_dag_for_300000_cifs_builds_in_under_30_seconds(tmp_path: Path) -> None:
-    synthetic_run(tmp_path, 300_000, 500, target={"pressure": "working_capacity"})
+def test_dag_for_300000_cifs_builds_in_under_30_seconds(tmp_path: Path, write_model_dir) -> None:
+    synthetic_run(tmp_path, write_model_dir, 300_000, 500, target={"pressure": "working_capacity"})
     start = time.perf_counter()
     result = snakemake(tmp_path, "-n", "--cores", "2")
     elapsed = time.perf_counter() - start
@@ -199,10 +473,9 @@ def test_dag_for_300000_cifs_builds_in_under_30_seconds(tmp_path: Path) -> None:
     assert elapsed < 30, f"DAG for 300,000 CIFs took {elapsed:.1f} s"
 
 
-def test_mpi_mode_featurizes_every_shard_in_one_job(tmp_path: Path) -> None:
-    synthetic_run(
-        tmp_path, 1000, 100, featurize={"mpi": True, "mpi_tasks": 2, "mpi_launcher": "srun"}
-    )
+def test_mpi_mode_featurizes_every_shard_in_one_job(tmp_path: Path, write_model_dir) -> None:
+    mpi = {"mpi": True, "mpi_tasks": 2, "mpi_launcher": "srun"}
+    synthetic_run(tmp_path, write_model_dir, 1000, 100, featurize=mpi)
     result = snakemake(tmp_path, "-n", "--cores", "2", "-p")
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout)
@@ -211,8 +484,8 @@ def test_mpi_mode_featurizes_every_shard_in_one_job(tmp_path: Path) -> None:
     assert "srun -n 2 mofsieve featurize --mpi --manifest results/big/manifest.csv" in result.stdout
 
 
-def test_train_target_trains_on_this_runs_graphs(tmp_path: Path) -> None:
-    synthetic_run(tmp_path, 1000, 250)
+def test_train_target_trains_on_this_runs_graphs(tmp_path: Path, write_model_dir) -> None:
+    synthetic_run(tmp_path, write_model_dir, 1000, 250)
     (tmp_path / "labels.csv").write_text("mof_id,co2\nMOF000001,1.0\n")
     result = snakemake(
         tmp_path, "-n", "-p", "train", "--config", "train={labels: labels.csv, target: co2}"
@@ -226,8 +499,8 @@ def test_train_target_trains_on_this_runs_graphs(tmp_path: Path) -> None:
     )
 
 
-def test_train_target_without_labels_says_what_to_set(tmp_path: Path) -> None:
-    synthetic_run(tmp_path, 100, 50)
+def test_train_target_without_labels_says_what_to_set(tmp_path: Path, write_model_dir) -> None:
+    synthetic_run(tmp_path, write_model_dir, 100, 50)
     result = snakemake(tmp_path, "-n", "train")
     assert result.returncode != 0
     assert "set train.labels" in result.stdout + result.stderr
@@ -239,9 +512,9 @@ def resources_of_a_predict_job(output: str) -> str:
 
 
 def test_slurm_profile_sends_predict_to_the_gpu_partition_and_ci_overlay_to_debug(
-    tmp_path: Path,
+    tmp_path: Path, write_model_dir
 ) -> None:
-    synthetic_run(tmp_path, 1000, 500)
+    synthetic_run(tmp_path, write_model_dir, 1000, 500)
     shipped = snakemake(tmp_path, "-n", "--profile", str(REPO / "slurm"))
     assert shipped.returncode == 0, shipped.stdout[-3000:] + shipped.stderr[-3000:]
     resources = resources_of_a_predict_job(shipped.stdout)

@@ -14,7 +14,6 @@ name and renamed, so a killed job leaves nothing that looks complete.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import logging
 import multiprocessing
@@ -27,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mofsieve.atomic import atomic_output
+from mofsieve.failures import Failure, write_failures
+from mofsieve.failures import merge_failures as merge_failure_files
 from mofsieve.graphs import neighbour_graph
 from mofsieve.manifest import (
     InputError,
@@ -43,8 +43,6 @@ from mofsieve.structures import StructureError, parse_cif
 
 log = logging.getLogger(__name__)
 
-FAILURE_COLUMNS = ("mof_id", "source", "stage", "reason")
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -52,14 +50,6 @@ class Limits:
 
     max_atoms: int = 20_000
     min_distance: float = 0.5  # Å; closer atoms are overlapping copies (disorder, bad CIF)
-
-
-@dataclass(frozen=True)
-class Failure:
-    mof_id: str
-    source: str
-    stage: str
-    reason: str
 
 
 @dataclass
@@ -178,14 +168,6 @@ def _tick(items: Iterable, bar) -> Iterable:
         yield item
 
 
-def write_failures(failures: Iterable[Failure], path: Path) -> Path:
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(FAILURE_COLUMNS)
-        writer.writerows([f.mof_id, f.source, f.stage, f.reason] for f in failures)
-    return path
-
-
 def featurize_shard(
     rows: Sequence[ManifestRow],
     shard: int,
@@ -228,11 +210,9 @@ def shard_is_done(out_dir: Path, shard: int, params: FeaturizationParams) -> boo
 
 
 def merge_failures(out_dir: Path, n_shards: int) -> Path:
-    failures: list[Failure] = []
-    for shard in range(n_shards):
-        with open(failures_path(out_dir, shard), newline="") as fh:
-            failures.extend(Failure(**row) for row in csv.DictReader(fh))
-    return write_failures(failures, out_dir / "failures.csv")
+    """``failures.csv``: every shard's ``failures-K.csv``, in shard order."""
+    shards = [failures_path(out_dir, shard) for shard in range(n_shards)]
+    return merge_failure_files(shards, out_dir / "failures.csv")
 
 
 def available_cores() -> int:
@@ -253,23 +233,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--mpi", action="store_true", help="split shards over MPI ranks (mpi4py)")
     parser.add_argument("--overwrite", action="store_true", help="redo shards that already exist")
-    parser.add_argument("--cutoff", type=float, default=FeaturizationParams.cutoff, help="Å")
-    parser.add_argument("--max-neighbors", type=int, default=FeaturizationParams.max_neighbors)
+    parser.add_argument(
+        "--model",
+        type=Path,
+        action="append",
+        default=[],
+        help="featurize as this model's model.json says (repeat for several models: one set of "
+        "graphs that serves them all); instead of --cutoff/--max-neighbors/--global-features",
+    )
+    parser.add_argument("--cutoff", type=float, help=f"Å (default {FeaturizationParams.cutoff})")
+    parser.add_argument(
+        "--max-neighbors", type=int, help=f"default {FeaturizationParams.max_neighbors}"
+    )
     parser.add_argument(
         "--global-features",
-        default="",
         help="comma-separated crystal descriptors to store (see mofsieve.descriptors)",
     )
     parser.add_argument("--max-atoms", type=int, default=Limits.max_atoms)
     parser.add_argument("--min-distance", type=float, default=Limits.min_distance, help="Å")
 
 
-def run(args: argparse.Namespace) -> int:
-    params = FeaturizationParams(
-        cutoff=args.cutoff,
-        max_neighbors=args.max_neighbors,
-        global_feature_names=tuple(n for n in args.global_features.split(",") if n),
+def featurization_from_arguments(args: argparse.Namespace) -> FeaturizationParams:
+    """``--model`` (the models' parameters) or ``--cutoff``/``--max-neighbors``/
+    ``--global-features`` (the defaults where not given); not both."""
+    explicit = [
+        name
+        for name, value in (
+            ("--cutoff", args.cutoff),
+            ("--max-neighbors", args.max_neighbors),
+            ("--global-features", args.global_features),
+        )
+        if value is not None
+    ]
+    if args.model:
+        if explicit:
+            raise InputError(
+                f"give --model or {', '.join(explicit)}, not both: a model's graphs must be "
+                "featurized exactly as its model.json says"
+            )
+        from mofsieve.modeldir import read_model, union_featurization
+
+        params = union_featurization([read_model(d) for d in args.model])
+        assert params is not None
+        return params
+    default = FeaturizationParams()
+    return FeaturizationParams(
+        cutoff=default.cutoff if args.cutoff is None else args.cutoff,
+        max_neighbors=default.max_neighbors if args.max_neighbors is None else args.max_neighbors,
+        global_feature_names=tuple(n for n in (args.global_features or "").split(",") if n),
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    from mofsieve.featurization_params import FeaturizationMismatch
+    from mofsieve.modeldir import ModelDirError
+
+    try:
+        params = featurization_from_arguments(args)
+    except (InputError, ModelDirError, FeaturizationMismatch) as err:
+        log.error("%s", err)
+        return 2
     limits = Limits(max_atoms=args.max_atoms, min_distance=args.min_distance)
     jobs = args.jobs or available_cores()
     rank, size, comm = 0, 1, None

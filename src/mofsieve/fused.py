@@ -41,8 +41,15 @@ CACHE = "MOFSIEVE_KERNEL_CACHE"
 # Vector width as PyTorch itself dispatches on this CPU; ATen's vector headers select their
 # implementation from these macros.
 _CAPABILITY_FLAGS = {
-    "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma",
-               "-DCPU_CAPABILITY_AVX512", "-DCPU_CAPABILITY=AVX512"],
+    "AVX512": [
+        "-mavx512f",
+        "-mavx512bw",
+        "-mavx512vl",
+        "-mavx512dq",
+        "-mfma",
+        "-DCPU_CAPABILITY_AVX512",
+        "-DCPU_CAPABILITY=AVX512",
+    ],
     "AVX2": ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"],
 }
 # ATen's parallel_for is OpenMP in PyTorch's CPU builds.
@@ -88,8 +95,14 @@ def _build(name: str, flags: list[str], target: Path) -> ModuleType:
     _remove_abandoned_builds(target.parent)
     log.info("building the fused CPU kernels (once per machine, ~30 s) into %s", target)
     with tempfile.TemporaryDirectory(prefix=".build-", dir=target.parent) as build_dir:
-        module = load(name=name, sources=[str(SOURCE)], extra_cflags=_COMMON_FLAGS + flags,
-                      extra_ldflags=["-fopenmp"], build_directory=build_dir, verbose=False)
+        module = load(
+            name=name,
+            sources=[str(SOURCE)],
+            extra_cflags=_COMMON_FLAGS + flags,
+            extra_ldflags=["-fopenmp"],
+            build_directory=build_dir,
+            verbose=False,
+        )
         os.replace(Path(build_dir) / f"{name}.so", target)
     return module
 
@@ -139,8 +152,11 @@ def _load() -> ModuleType | None:
             return _import(name, target)
         return _build(name, flags, target)
     except (ImportError, OSError, RuntimeError, subprocess.CalledProcessError) as err:
-        log.warning("fused CPU kernels unavailable, the PyTorch layers run instead (same "
-                    "numbers, slower): %s", str(err).strip().splitlines()[-1] if str(err) else err)
+        log.warning(
+            "fused CPU kernels unavailable, the PyTorch layers run instead (same "
+            "numbers, slower): %s",
+            str(err).strip().splitlines()[-1] if str(err) else err,
+        )
         return None
 
 

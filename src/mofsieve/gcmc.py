@@ -13,7 +13,7 @@ For every row of ``flagged.csv`` a folder ``OUT/<mof_id>/`` gets
   Lorentz–Berthelot mixing, written from the tables below (``Forcefield local``).
 
 ``OUT/mofs.txt`` lists the folders and ``OUT/run_raspa.sbatch`` runs one of them per array
-task. ``OUT/charges.csv`` records the charge check of every folder.
+task. ``OUT/charges.csv`` records the charge check (:mod:`mofsieve.charges`) of every folder.
 
 Force-field sources: UFF — Rappé, A. K. et al. J. Am. Chem. Soc. 114, 10024 (1992), Table 1
 (x_i → σ = x_i / 2^(1/6), D_i → ε/k_B = D_i × 503.22 K per kcal/mol); TraPPE CO2 — Potoff, J.
@@ -27,21 +27,18 @@ import argparse
 import csv
 import logging
 import math
-import tarfile
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mofsieve.atomic import atomic_output
+from mofsieve.atomic import write_csv_atomic, write_text_atomic
+from mofsieve.charges import DEFAULT_NET_CHARGE_TOLERANCE, charge_status, read_cifs, warn_charges
 from mofsieve.structures import p1_cif_text
 
 log = logging.getLogger(__name__)
 
-ARCHIVE_SEPARATOR = "::"
-DEFAULT_NET_CHARGE_TOLERANCE = 0.01  # e per unit cell
 KCAL_PER_MOL_IN_K = 503.2195  # 1 kcal/mol / k_B
 BAR_IN_PA = 1.0e5
 
@@ -82,6 +79,7 @@ TRAPPE_CO2: dict[str, tuple[float, float, float, float]] = {
 }
 TRAPPE_CO2_BOND = 1.16  # Å
 CO2_CRITICAL = (304.1282, 7377300.0, 0.22394)  # T_c (K), p_c (Pa), acentric factor
+CHARGES_COLUMNS = ("mof_id", "charge_status", "net_charge_e", "unit_cells", "note")
 
 
 class GcmcError(ValueError):
@@ -95,82 +93,6 @@ def uff_lennard_jones(symbol: str) -> tuple[float, float]:
     except KeyError:
         raise GcmcError(f"no UFF parameters for element {symbol!r}") from None
     return d * KCAL_PER_MOL_IN_K, x / 2 ** (1 / 6)
-
-
-# ---------------------------------------------------------------------------------------------
-# reading CIFs named in a manifest
-
-
-def read_sources(sources: Iterable[str]) -> dict[str, bytes]:
-    """The bytes of each source: a path, or ``ARCHIVE::MEMBER`` (one pass per archive)."""
-    wanted_by_archive: dict[str, set[str]] = defaultdict(set)
-    out: dict[str, bytes] = {}
-    for source in sources:
-        if ARCHIVE_SEPARATOR in source:
-            archive, member = source.split(ARCHIVE_SEPARATOR, 1)
-            wanted_by_archive[archive].add(member)
-        else:
-            out[source] = Path(source).read_bytes()
-    for archive, members in wanted_by_archive.items():
-        left = set(members)
-        with tarfile.open(archive, "r:*") as tar:
-            for info in tar:
-                if info.name in left and info.isfile():
-                    fh = tar.extractfile(info)
-                    assert fh is not None
-                    out[f"{archive}{ARCHIVE_SEPARATOR}{info.name}"] = fh.read()
-                    left.discard(info.name)
-                    if not left:
-                        break
-        if left:
-            raise FileNotFoundError(f"{archive} lacks members {sorted(left)[:5]}")
-    return out
-
-
-def charge_status(
-    charge: np.ndarray, tolerance: float = DEFAULT_NET_CHARGE_TOLERANCE
-) -> tuple[str, float]:
-    """``(status, net charge)``: ``missing`` if any atom lacks a charge, ``net_charge_nonzero``
-    if the cell's charges do not sum to 0 within ``tolerance``, else ``ok``."""
-    if charge.size == 0 or np.isnan(charge).any():
-        return "missing", math.nan
-    net = float(np.sum(charge.astype(np.float64)))
-    return ("ok" if abs(net) <= tolerance else "net_charge_nonzero"), net
-
-
-def charge_summaries(
-    sources_by_mof: Mapping[str, str], tolerance: float = DEFAULT_NET_CHARGE_TOLERANCE
-) -> dict[str, tuple[str, float]]:
-    """Charge status of each MOF's CIF; unreadable ones are ``unreadable`` (logged, not raised)."""
-    from mofsieve.structures import StructureError, parse_cif
-
-    texts = read_sources(sources_by_mof.values())
-    out: dict[str, tuple[str, float]] = {}
-    for mof_id, source in sources_by_mof.items():
-        try:
-            crystal = parse_cif(texts[source])
-        except StructureError as err:
-            log.warning("%s: cannot read %s for the charge check: %s", mof_id, source, err)
-            out[mof_id] = ("unreadable", math.nan)
-            continue
-        out[mof_id] = charge_status(crystal.charge, tolerance)
-        _warn_charges(mof_id, *out[mof_id])
-    return out
-
-
-def _warn_charges(mof_id: str, status: str, net: float) -> None:
-    if status == "missing":
-        log.warning(
-            "%s: the CIF has no partial charges; GCMC would run without electrostatics "
-            "— assign charges (e.g. DDEC, EQeq) before running it",
-            mof_id,
-        )
-    elif status == "net_charge_nonzero":
-        log.warning(
-            "%s: framework net charge is %+.4f e, not ~0; RASPA's Ewald sum assumes a neutral cell",
-            mof_id,
-            net,
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,11 +265,6 @@ exec "${{RASPA_SIMULATE:-simulate}}" -i simulation.input
 """
 
 
-def write_atomic_text(path: Path, text: str) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(text)
-
-
 def write_mof_folder(
     folder: Path, mof_id: str, crystal: object, settings: GcmcSettings, status: str, net: float
 ) -> tuple[int, int, int]:
@@ -368,7 +285,9 @@ def write_mof_folder(
         note = f"framework net charge {net:+.4f} e is not ~0"
     folder.mkdir(parents=True, exist_ok=True)
     files = {
-        f"{mof_id}.cif": p1_cif_text(mof_id, atomic_number, frac, lattice, charge, audit="mofsieve gcmc"),
+        f"{mof_id}.cif": p1_cif_text(
+            mof_id, atomic_number, frac, lattice, charge, audit="mofsieve gcmc"
+        ),
         "simulation.input": simulation_input(mof_id, cells, settings, note),
         "pseudo_atoms.def": pseudo_atoms_def(elements),
         "force_field_mixing_rules.def": mixing_rules_def(elements),
@@ -376,7 +295,7 @@ def write_mof_folder(
         "CO2.def": co2_def(),
     }
     for name, text in files.items():
-        write_atomic_text(folder / name, text)
+        write_text_atomic(folder / name, text)
     return cells
 
 
@@ -389,7 +308,7 @@ def write_gcmc_inputs(
     with open(flagged_csv, newline="") as fh:
         flagged = list(csv.DictReader(fh))
     sources = {row["mof_id"]: row["source"] for row in flagged}
-    texts = read_sources(sources.values())
+    texts = read_cifs(sources.values())
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "logs").mkdir(exist_ok=True)
     records: list[dict[str, str]] = []
@@ -398,7 +317,7 @@ def write_gcmc_inputs(
         try:
             crystal = parse_cif(texts[source])
             status, net = charge_status(crystal.charge, settings.net_charge_tolerance)
-            _warn_charges(mof_id, status, net)
+            warn_charges(mof_id, status, net)
             cells = write_mof_folder(out_dir / mof_id, mof_id, crystal, settings, status, net)
         except (StructureError, GcmcError) as err:
             log.warning("%s: no GCMC input written: %s", mof_id, err)
@@ -422,18 +341,13 @@ def write_gcmc_inputs(
                 "note": "",
             }
         )
-    write_atomic_text(out_dir / "mofs.txt", "".join(f"{m}\n" for m in written))
-    with open(out_dir / "charges.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(
-            fh,
-            ["mof_id", "charge_status", "net_charge_e", "unit_cells", "note"],
-            lineterminator="\n",
-        )
-        writer.writeheader()
-        writer.writerows(records)
+    write_text_atomic(out_dir / "mofs.txt", "".join(f"{m}\n" for m in written))
+    write_csv_atomic(
+        out_dir / "charges.csv", CHARGES_COLUMNS, ([r[c] for c in CHARGES_COLUMNS] for r in records)
+    )
     if written:
         script = out_dir / "run_raspa.sbatch"
-        write_atomic_text(script, sbatch_array_script(written, settings, time_limit))
+        write_text_atomic(script, sbatch_array_script(written, settings, time_limit))
         script.chmod(0o755)
     n_warn = sum(r["charge_status"] != "ok" for r in records)
     log.info(

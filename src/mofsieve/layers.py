@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch_geometric.nn import MessagePassing
-from torch_geometric.utils import scatter, softmax
+from torch_geometric.utils import softmax
 
 from mofsieve import fused
 
@@ -138,7 +138,12 @@ class PairProjection(nn.Module):
     def _weights(
         self, affine: tuple[Tensor, Tensor] | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        w_i, w_j, w_e, bias = self.lin_i.weight, self.lin_j.weight, self.lin_e.weight, self.lin_i.bias
+        w_i, w_j, w_e, bias = (
+            self.lin_i.weight,
+            self.lin_j.weight,
+            self.lin_e.weight,
+            self.lin_i.bias,
+        )
         if affine is not None:
             scale, shift = affine
             w_i, w_j, w_e = (w * scale.unsqueeze(1) for w in (w_i, w_j, w_e))
@@ -267,8 +272,14 @@ class EdgeConv(MessagePassing):
             kernels = fused_kernels(x, degree, self.training)
             if kernels is not None:
                 node_j, node_i, edge_term = self.pair.parts(x, edge_attr, affine)
-                return kernels.edge_update(node_j, node_i, edge_term, edge_attr.contiguous(),
-                                           edge_index[0].contiguous(), degree)
+                return kernels.edge_update(
+                    node_j,
+                    node_i,
+                    edge_term,
+                    edge_attr.contiguous(),
+                    edge_index[0].contiguous(),
+                    degree,
+                )
             pre = self.pair(x, edge_attr, edge_index, degree, affine=affine)
         # softplus' backward needs its input, not its output, so the residual adds in place.
         return F.softplus(pre).add_(edge_attr)
@@ -316,8 +327,9 @@ class GraphAttentionConv(MessagePassing):
     per head.
     """
 
-    def __init__(self, channels: int, edge_dim: int, heads: int = 1,
-                 negative_slope: float = 0.2) -> None:
+    def __init__(
+        self, channels: int, edge_dim: int, heads: int = 1, negative_slope: float = 0.2
+    ) -> None:
         super().__init__(aggr="sum")
         self.channels = channels
         self.heads = heads
@@ -337,9 +349,14 @@ class GraphAttentionConv(MessagePassing):
         self.att.reset_parameters()
         self.norm.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor,
-                return_attention_weights: bool = False,
-                degree: int | None = None) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        edge_attr: Tensor,
+        return_attention_weights: bool = False,
+        degree: int | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """New atom features; with ``return_attention_weights`` also the per-head weights
         α (E×heads) and the combined edge weights w (E,), each summing to 1 per atom."""
         n = x.size(0)
@@ -347,10 +364,16 @@ class GraphAttentionConv(MessagePassing):
         kernels = None if return_attention_weights else fused_kernels(x, degree, self.training)
         if kernels is not None and 0.0 <= self.negative_slope <= 1.0:
             node_j, node_i, edge_term = self.pair.parts(x, edge_attr)
-            aggregated = kernels.attention(node_j, node_i, edge_term, edge_index[0].contiguous(),
-                                           self.att.weight.contiguous(),
-                                           self.head_weights(x).contiguous(), degree,
-                                           self.negative_slope)
+            aggregated = kernels.attention(
+                node_j,
+                node_i,
+                edge_term,
+                edge_index[0].contiguous(),
+                self.att.weight.contiguous(),
+                self.head_weights(x).contiguous(),
+                degree,
+                self.negative_slope,
+            )
             return x + self.norm(aggregated)
         u = self.pair(x, edge_attr, edge_index, degree)
         score = self.att(F.leaky_relu(u, self.negative_slope))  # E × heads
@@ -373,7 +396,9 @@ class GraphAttentionConv(MessagePassing):
         """β (N×heads): how each atom weighs its heads; here equal (1/M)."""
         return x.new_full((x.size(0), self.heads), 1.0 / self.heads)
 
-    def edge_weight(self, alpha: Tensor, x: Tensor, dst: Tensor, degree: int | None = None) -> Tensor:
+    def edge_weight(
+        self, alpha: Tensor, x: Tensor, dst: Tensor, degree: int | None = None
+    ) -> Tensor:
         """Combine the heads' weights into one per edge (E,); one head passes through."""
         return alpha.mean(dim=-1)
 
@@ -423,7 +448,9 @@ class HeadAttentionConv(GraphAttentionConv):
         self.last_head_weights = beta.detach()
         return beta
 
-    def edge_weight(self, alpha: Tensor, x: Tensor, dst: Tensor, degree: int | None = None) -> Tensor:
+    def edge_weight(
+        self, alpha: Tensor, x: Tensor, dst: Tensor, degree: int | None = None
+    ) -> Tensor:
         beta = self.head_weights(x)
         if degree:
             n = x.size(0)
@@ -433,71 +460,3 @@ class HeadAttentionConv(GraphAttentionConv):
 
 # ---------------------------------------------------------------------------------------------
 # Readouts: crystal vector from atom vectors. Not message passing; plain modules.
-
-
-# ``weight`` (N,), where given, is how many atoms each row stands for: predict runs the model
-# once per set of equivalent atoms (mofsieve.symmetry) and the readout counts each row that
-# many times, which gives the crystal vector of the full graph.
-
-
-class MeanReadout(nn.Module):
-    """c = (1/N) Σ_i v_i: intensive targets (uptake per mass) do not grow with the cell."""
-
-    def reset_parameters(self) -> None:
-        pass
-
-    def forward(self, x: Tensor, batch: Tensor, num_graphs: int,
-                weight: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        if weight is None:
-            return scatter(x, batch, dim=0, dim_size=num_graphs, reduce="mean"), None
-        total = scatter(weight.unsqueeze(-1) * x, batch, dim=0, dim_size=num_graphs, reduce="sum")
-        count = scatter(weight, batch, dim=0, dim_size=num_graphs, reduce="sum")
-        return total / count.clamp_min(1).unsqueeze(-1), None
-
-
-class SumReadout(nn.Module):
-    """c = Σ_i v_i, for extensive targets."""
-
-    def reset_parameters(self) -> None:
-        pass
-
-    def forward(self, x: Tensor, batch: Tensor, num_graphs: int,
-                weight: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        if weight is not None:
-            x = weight.unsqueeze(-1) * x
-        return scatter(x, batch, dim=0, dim_size=num_graphs, reduce="sum"), None
-
-
-class AttentionReadout(nn.Module):
-    r"""Attention pooling: :math:`c = \sum_i \operatorname{softmax}_i(a_i)\, v_i`,
-    :math:`a_i = w_2^\top \tanh(W_1 v_i + b_1)`.
-
-    Returns the per-atom weights (summing to 1 over each crystal's atoms) alongside ``c``:
-    they are the atom importances the report draws. With row weights :math:`m_r` the softmax
-    runs over rows with scores :math:`a_r + \log m_r` (the :math:`m_r` equal terms of the
-    full sum), and each atom's weight is its row's divided by :math:`m_r`.
-    """
-
-    def __init__(self, channels: int, hidden: int = 64) -> None:
-        super().__init__()
-        self.lin1 = nn.Linear(channels, hidden)
-        self.lin2 = nn.Linear(hidden, 1, bias=False)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        self.lin1.reset_parameters()
-        self.lin2.reset_parameters()
-
-    def forward(self, x: Tensor, batch: Tensor, num_graphs: int,
-                weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        score = self.lin2(torch.tanh(self.lin1(x))).squeeze(-1)
-        if weight is not None:
-            score = score + weight.log()
-        weights = softmax(score, batch, num_nodes=num_graphs)
-        pooled = scatter(weights.unsqueeze(-1) * x, batch, dim=0, dim_size=num_graphs, reduce="sum")
-        if weight is not None:
-            weights = weights / weight
-        return pooled, weights
-
-
-READOUTS = {"mean": MeanReadout, "sum": SumReadout, "attention": AttentionReadout}

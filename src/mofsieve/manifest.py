@@ -4,6 +4,12 @@ A manifest has one row per CIF: ``mof_id,source,sha1,n_bytes,shard``. ``source``
 or ``ARCHIVE::MEMBER`` for a member read straight out of a tar archive (clusters hate 10⁵
 small files, so archives are never unpacked to disk). Shards are consecutive runs of
 ``shard_size`` rows, numbered from 0, so that 300,000 CIFs make hundreds of jobs.
+
+This module is the one owner of the manifest format (:func:`read_manifest`,
+:func:`write_manifest`, :func:`shard_count`), of the ``ARCHIVE::MEMBER`` notation
+(:func:`split_source`, :func:`archive_source`) and of reading a source's bytes
+(:func:`iter_source_bytes`). It must stay cheap to import (no torch, no h5py): Snakemake
+imports it while it parses the workflow.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mofsieve.atomic import atomic_output
+from mofsieve.atomic import write_csv_atomic
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,29 @@ class ManifestRow:
     sha1: str
     n_bytes: int
     shard: int
+
+
+def split_source(source: str) -> tuple[str | None, str]:
+    """``ARCHIVE::MEMBER`` → ``(ARCHIVE, MEMBER)``; a plain path → ``(None, path)``.
+
+    The split is at the *last* ``::``: an archive path may contain ``::``, a member name may
+    not (:func:`archive_source` refuses one, so every source it makes splits back exactly).
+    """
+    archive, sep, member = source.rpartition(ARCHIVE_SEPARATOR)
+    return (archive, member) if sep else (None, source)
+
+
+def archive_source(archive: str | os.PathLike[str], member: str) -> str:
+    """The source string of ``member`` of ``archive``: ``ARCHIVE::MEMBER``.
+
+    Raises ``InputError`` for a member name containing ``::``, which could not be split back.
+    """
+    if ARCHIVE_SEPARATOR in member:
+        raise InputError(
+            f"{archive}: member {member!r} contains {ARCHIVE_SEPARATOR!r}, which mofsieve "
+            "uses to separate an archive from its member; rename it in the archive"
+        )
+    return f"{archive}{ARCHIVE_SEPARATOR}{member}"
 
 
 def is_archive(path: str | os.PathLike[str]) -> bool:
@@ -106,12 +135,12 @@ def _expand_input(item: str) -> Iterator[tuple[str, bytes]]:
     if item.startswith(PACKAGE_PREFIX):
         archive = package_archive(item)
         for name, data in iter_archive(archive):
-            yield f"{archive}{ARCHIVE_SEPARATOR}{name}", data
+            yield archive_source(archive, name), data
         return
     path = Path(item)
     if path.is_file() and is_archive(path):
         for name, data in iter_archive(path):
-            yield f"{path}{ARCHIVE_SEPARATOR}{name}", data
+            yield archive_source(path, name), data
         return
     if path.is_file():
         yield str(path), path.read_bytes()
@@ -136,7 +165,7 @@ def build_manifest(inputs: Sequence[str], shard_size: int) -> list[ManifestRow]:
     for item in inputs:
         n_before = len(rows)
         for source, data in _expand_input(item):
-            mof_id = mof_id_of(source.rsplit(ARCHIVE_SEPARATOR, 1)[-1])
+            mof_id = mof_id_of(split_source(source)[1])
             if mof_id in seen:
                 raise InputError(f"duplicate mof_id {mof_id!r}: {seen[mof_id]} and {source}")
             seen[mof_id] = source
@@ -151,53 +180,94 @@ def build_manifest(inputs: Sequence[str], shard_size: int) -> list[ManifestRow]:
 
 
 def write_manifest(rows: Iterable[ManifestRow], path: str | os.PathLike[str]) -> Path:
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(MANIFEST_COLUMNS)
-        writer.writerows([r.mof_id, r.source, r.sha1, r.n_bytes, r.shard] for r in rows)
-    return Path(path)
+    return write_csv_atomic(
+        path, MANIFEST_COLUMNS, ([r.mof_id, r.source, r.sha1, r.n_bytes, r.shard] for r in rows)
+    )
+
+
+def _manifest_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of a manifest CSV, after checking its header."""
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise InputError(f"{path} is not a mofsieve manifest (missing columns {missing})")
+        for row in reader:
+            yield reader.line_num, row
+
+
+def _integer(path: str | os.PathLike[str], line: int, row: dict[str, str], column: str) -> int:
+    try:
+        return int(row[column])
+    except (TypeError, ValueError):
+        raise InputError(
+            f"{path}:{line}: {column} is {row[column]!r}, not a whole number"
+        ) from None
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[ManifestRow]:
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = set(MANIFEST_COLUMNS) - set(reader.fieldnames or ())
-        if missing:
-            raise InputError(
-                f"{path} is not a mofsieve manifest (missing columns {sorted(missing)})"
-            )
-        return [
-            ManifestRow(r["mof_id"], r["source"], r["sha1"], int(r["n_bytes"]), int(r["shard"]))
-            for r in reader
-        ]
+    """Every row of a manifest, in order; ``InputError`` naming the file if it is not one."""
+    return [
+        ManifestRow(
+            row["mof_id"],
+            row["source"],
+            row["sha1"],
+            _integer(path, line, row, "n_bytes"),
+            _integer(path, line, row, "shard"),
+        )
+        for line, row in _manifest_records(path)
+    ]
 
 
-def read_sources(rows: Sequence[ManifestRow]) -> Iterator[tuple[ManifestRow, bytes | OSError]]:
-    """The bytes of each row's CIF (or the OSError reading it), in manifest order.
+def shard_count(path: str | os.PathLike[str]) -> int:
+    """Number of shards of a manifest: its largest ``shard`` + 1 (0 for a header-only file).
 
-    Members of one archive are read in a single streaming pass over that archive.
+    Streams the file without keeping rows. Raises ``InputError`` naming the file if it is not
+    a manifest.
     """
+    return max(
+        (_integer(path, line, row, "shard") + 1 for line, row in _manifest_records(path)),
+        default=0,
+    )
+
+
+def iter_source_bytes(sources: Iterable[str]) -> Iterator[tuple[str, bytes | OSError]]:
+    """``(source, bytes)`` of each source, in the order given, or ``(source, OSError)`` for
+    one that cannot be read. A source is a path or ``ARCHIVE::MEMBER``; the members of one
+    archive are read in a single streaming pass over it, before anything is yielded.
+    """
+    sources = list(sources)
     by_archive: dict[str, set[str]] = {}
-    for row in rows:
-        if ARCHIVE_SEPARATOR in row.source:
-            archive, member = row.source.rsplit(ARCHIVE_SEPARATOR, 1)
+    for source in sources:
+        archive, member = split_source(source)
+        if archive is not None:
             by_archive.setdefault(archive, set()).add(member)
     contents: dict[str, bytes | OSError] = {}
     for archive, members in by_archive.items():
         try:
             for name, data in iter_archive(Path(archive), members):
-                contents[f"{archive}{ARCHIVE_SEPARATOR}{name}"] = data
+                contents[archive_source(archive, name)] = data
         except (OSError, tarfile.TarError) as err:
             for member in members:
-                contents.setdefault(f"{archive}{ARCHIVE_SEPARATOR}{member}", OSError(str(err)))
-    for row in rows:
-        if ARCHIVE_SEPARATOR in row.source:
-            yield row, contents.get(row.source, OSError("member not found in archive"))
+                contents.setdefault(archive_source(archive, member), OSError(f"{archive}: {err}"))
+    for source in sources:
+        archive, member = split_source(source)
+        if archive is not None:
+            yield (
+                source,
+                contents.get(source, FileNotFoundError(f"no CIF member {member!r} in {archive}")),
+            )
         else:
             try:
-                yield row, Path(row.source).read_bytes()
+                yield source, Path(source).read_bytes()
             except OSError as err:
-                yield row, err
+                yield source, err
+
+
+def read_sources(rows: Sequence[ManifestRow]) -> Iterator[tuple[ManifestRow, bytes | OSError]]:
+    """The bytes of each manifest row's CIF (or the OSError reading it), in manifest order."""
+    for row, (_, data) in zip(rows, iter_source_bytes(r.source for r in rows), strict=True):
+        yield row, data
 
 
 def add_input_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:

@@ -22,7 +22,6 @@ training drops charges from a share of crystals so that the model stays good wit
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -33,8 +32,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch_geometric.utils import scatter
 
+from mofsieve.atomic import atomic_output
 from mofsieve.layers import (
-    READOUTS,
     CGConv,
     EdgeConv,
     GaussianExpansion,
@@ -44,9 +43,10 @@ from mofsieve.layers import (
     PairProjection,
     regular_degree,
 )
+from mofsieve.modeldir import ModelDirError, ModelSpec, read_model, write_model_json
+from mofsieve.readouts import READOUTS
 
 MODEL_CLASS = "AECGCNN"
-MODEL_FORMAT_VERSION = 1
 MAX_Z = 119
 AVOGADRO_G_CM3 = 1.66053907  # amu/Å³ → g/cm³
 
@@ -143,8 +143,9 @@ def _atomic_masses() -> Tensor:
     return masses
 
 
-def cell_features(lattice: Tensor, z: Tensor, batch: Tensor, masses: Tensor,
-                  weight: Tensor | None = None) -> Tensor:
+def cell_features(
+    lattice: Tensor, z: Tensor, batch: Tensor, masses: Tensor, weight: Tensor | None = None
+) -> Tensor:
     """G×8 cell descriptors (see :data:`CELL_FEATURE_NAMES`) from lattices (G×3×3) and atoms
     (each counted ``weight`` times where given: rows standing for equivalent atoms)."""
     num_graphs = lattice.size(0)
@@ -242,8 +243,9 @@ class AECGCNN(nn.Module):
         parts = []
         num_graphs = int(data.num_graphs)
         if self.config.use_cell:
-            parts.append(cell_features(data.lattice, data.z, data.batch, self.masses,
-                                       multiplicity(data)))
+            parts.append(
+                cell_features(data.lattice, data.z, data.batch, self.masses, multiplicity(data))
+            )
         if self.config.global_features:
             parts.append(data.global_features.view(num_graphs, -1))
         return torch.cat(parts, dim=-1) if parts else None
@@ -311,51 +313,35 @@ def member_filename(k: int) -> str:
     return f"member-{k}.pt"
 
 
-def save_model_dir(out: Path, members: Sequence[AECGCNN], meta: dict[str, Any]) -> None:
-    """Write weights of every member and ``model.json`` (written last, atomically)."""
+def save_model_dir(out: Path, members: Sequence[AECGCNN], **model_json: Any) -> ModelSpec:
+    """Write every member's weights, then ``model.json`` (last, atomically) through
+    :func:`mofsieve.modeldir.write_model_json`; ``model_json`` holds its keyword arguments
+    other than the architecture, ``init`` and weights, which come from the members."""
     out.mkdir(parents=True, exist_ok=True)
     for k, member in enumerate(members):
-        tmp = out / f".{member_filename(k)}.tmp"
-        torch.save(member.state_dict(), tmp)
-        tmp.replace(out / member_filename(k))
-    meta = {
-        "class": MODEL_CLASS,
-        "format_version": MODEL_FORMAT_VERSION,
-        "init": members[0].config.to_json(),
-        "weights": [member_filename(k) for k in range(len(members))],
-        **meta,
-    }
-    tmp = out / ".model.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    tmp.replace(out / "model.json")
-
-
-def read_model_json(model_dir: Path) -> dict[str, Any]:
-    path = Path(model_dir) / "model.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no model.json in {model_dir}")
-    meta = json.loads(path.read_text())
-    if meta.get("class") != MODEL_CLASS:
-        raise ValueError(f"{path}: model class {meta.get('class')!r}, expected {MODEL_CLASS!r}")
-    if int(meta.get("format_version", -1)) != MODEL_FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: model format version {meta.get('format_version')}, this mofsieve reads "
-            f"version {MODEL_FORMAT_VERSION}"
-        )
-    return meta
+        with atomic_output(out / member_filename(k)) as tmp:
+            torch.save(member.state_dict(), tmp)
+    return write_model_json(
+        out,
+        architecture=MODEL_CLASS,
+        init=members[0].config.to_json(),
+        weights=[member_filename(k) for k in range(len(members))],
+        **model_json,
+    )
 
 
 def load_model_dir(
     model_dir: Path, device: str | torch.device = "cpu"
-) -> tuple[list[AECGCNN], dict[str, Any]]:
-    """All ensemble members (eval mode, on ``device``) and the metadata of ``model.json``."""
-    model_dir = Path(model_dir)
-    meta = read_model_json(model_dir)
-    config = ModelConfig.from_json(meta["init"])
+) -> tuple[list[AECGCNN], ModelSpec]:
+    """All ensemble members (eval mode, on ``device``) and the model's :class:`ModelSpec`."""
+    spec = read_model(model_dir)
+    config = ModelConfig.from_json(dict(spec.init))
     members = []
-    for name in meta["weights"]:
+    for path in spec.weight_paths():
+        if not path.is_file():
+            raise ModelDirError(f"{path} is missing (model.json lists it)")
         model = AECGCNN(config)
-        state = torch.load(model_dir / name, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
         model.load_state_dict(state)
         members.append(model.to(device).eval())
-    return members, meta
+    return members, spec

@@ -1,11 +1,17 @@
-"""`mofsieve predict`: run a shipped or trained model over graph shards.
+"""`mofsieve predict`: run a shipped or trained model over CIFs or graph shards.
+
+``mofsieve predict --model M INPUT...`` takes CIF files, folders, globs and tar archives as
+``featurize`` does, featurizes them exactly as the model's ``model.json`` says, and predicts;
+CIFs that cannot be used go to a failures CSV with their reason. ``--graphs`` predicts shards
+featurized before (their featurization parameters are checked against the model's first).
 
 Writes ``mof_id,prediction,uncertainty,n_atoms`` (ensemble mean and standard deviation, in the
-model's unit) atomically, and optionally the attention-pooling weight of every atom to HDF5.
-Shards are read one at a time and batched by total atom count, so memory does not grow with
-the number of MOFs. Every shard's featurization parameters are checked against the model's
-before anything is computed. Atoms the model cannot tell apart (symmetry-equivalent sites,
-found exactly by :mod:`mofsieve.symmetry`) are computed once; ``--every-atom`` computes each.
+model's unit) atomically, and optionally every atom's readout weight (``--attention``, the
+format of :mod:`mofsieve.attention`: learned attention-pooling weights, or uniform weights for
+mean/sum pooling, with the readout recorded). Shards are read one at a time and batched by
+total atom count, so memory does not grow with the number of MOFs. Atoms the model cannot tell
+apart (symmetry-equivalent sites, found exactly by :mod:`mofsieve.symmetry`) are computed
+once; ``--every-atom`` computes each.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import argparse
 import csv
 import logging
 import os
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -26,90 +33,124 @@ from mofsieve.atomic import atomic_output
 log = logging.getLogger(__name__)
 
 COLUMNS = ("mof_id", "prediction", "uncertainty", "n_atoms")
+CIF_SHARD_SIZE = 1000  # CIFs featurized (and held in memory) at a time for INPUT predictions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, type=Path, help="model directory (model.json + weights)")
-    parser.add_argument("--graphs", required=True, nargs="+", help="graph shards or folders of shard-*.h5")
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="CIF files, folders (recursive), globs, tar archives, or core-mof:DATASET (featurized as the model needs)",
+    )
+    parser.add_argument(
+        "--model", required=True, type=Path, help="model directory (model.json + weights)"
+    )
+    parser.add_argument(
+        "--graphs", nargs="+", help="instead of INPUT: graph shards or folders of shard-*.h5"
+    )
     parser.add_argument("--out", required=True, type=Path, help="predictions CSV to write")
-    parser.add_argument("--attention", type=Path, help="also write per-atom attention-pooling weights (HDF5)")
+    parser.add_argument(
+        "--failures",
+        type=Path,
+        help="with INPUT: CSV of the CIFs that could not be used (default: OUT's name with -failures.csv)",
+    )
+    parser.add_argument(
+        "--keep-graphs",
+        type=Path,
+        help="with INPUT: keep the graph shards in this folder (default: a temporary folder)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="with INPUT: featurization processes (default: every core allotted)",
+    )
+    parser.add_argument(
+        "--attention", type=Path, help="also write every atom's readout weight (HDF5)"
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--batch-atoms", type=int, default=8000, help="atoms per batch (at most; a bigger crystal runs alone); on CPU, batches much bigger than the default outgrow the caches and run slower")
+    parser.add_argument(
+        "--batch-atoms",
+        type=int,
+        default=8000,
+        help="atoms per batch (at most; a bigger crystal runs alone); on CPU, batches much bigger than the default outgrow the caches and run slower",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--every-atom", action="store_true", help="compute every atom, also those the model cannot tell apart from another (slower; same predictions)")
+    parser.add_argument("--every-atom", action="store_true", help="compute every atom, also those the model cannot tell apart from another (slower; same predictions)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
+    from mofsieve.featurization_params import FeaturizationMismatch
+    from mofsieve.manifest import InputError
+    from mofsieve.modeldir import ModelDirError
     from mofsieve.runtime import configure_cpu
-    from mofsieve.store import FeaturizationMismatch, ShardFormatError
+    from mofsieve.store import ShardFormatError
 
     configure_cpu(args.threads)
+    if bool(args.inputs) == bool(args.graphs):
+        log.error("give either INPUT… (CIFs, folders, archives) or --graphs (shards), not both")
+        return 2
+    options = dict(
+        attention_path=args.attention,
+        device=args.device,
+        batch_atoms=args.batch_atoms,
+        merge_equivalent=not args.every_atom,
+    )
     try:
-        n = predict(args.model, args.graphs, args.out, attention_path=args.attention,
-                    device=args.device, batch_atoms=args.batch_atoms,
-                    merge_equivalent=not args.every_atom)
+        if args.inputs:
+            failures = args.failures or args.out.with_name(f"{args.out.stem}-failures.csv")
+            n = predict_cifs(args.model, args.inputs, args.out, failures, args.keep_graphs,
+                             args.jobs, **options)  # fmt: skip
+        else:
+            n = predict(args.model, args.graphs, args.out, **options)
     except FeaturizationMismatch as err:
         log.error("refusing to predict: %s", err)
         return 3
-    except (ShardFormatError, FileNotFoundError, ValueError) as err:
+    except (ModelDirError, ShardFormatError, InputError, FileNotFoundError, ValueError) as err:
+        log.error("%s", err)
+        return 2
+    except RuntimeError as err:  # e.g. --device cuda on a node without a usable GPU
         log.error("%s", err)
         return 2
     log.info("wrote %d predictions to %s", n, args.out)
     return 0
 
 
-def select_device(name: str) -> Any:
-    import torch
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def model_featurization(meta: dict[str, Any]) -> Any:
-    from mofsieve.store import FeaturizationParams
-
-    f = meta["featurization"]
-    return FeaturizationParams(
-        cutoff=float(f["cutoff"]),
-        max_neighbors=int(f["max_neighbors"]),
-        atom_features=str(f["atom_features"]),
-        global_feature_names=tuple(f["global_feature_names"]),
-    )
-
-
 class Predictor:
     """An ensemble on a device that turns PyG batches into predictions in the target's unit."""
 
     def __init__(self, model_dir: Path, device: str = "auto") -> None:
+        from mofsieve.batching import select_device
         from mofsieve.model import load_model_dir
 
         self.device = select_device(device)
-        self.members, self.meta = load_model_dir(model_dir, self.device)
-        self.params = model_featurization(self.meta)
-        self.mean = float(self.meta["normalisation"]["mean"])
-        self.std = float(self.meta["normalisation"]["std"])
-        self.clip_min = self.meta["target"].get("clip_min")
+        self.members, self.spec = load_model_dir(model_dir, self.device)
+        self.params = self.spec.featurization
 
     def check(self, shard_params: Any, what: str) -> None:
-        self.params.check_compatible(shard_params, what=what)
+        self.spec.check_graphs(shard_params, what=what)
 
-    def __call__(self, batch: Any, atom_weights: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Ensemble mean and standard deviation per graph, and mean per-atom pooling weights."""
+    def __call__(
+        self, batch: Any, atom_weights: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Ensemble mean and standard deviation per graph, and the mean per-atom readout
+        weights (None unless asked for and the readout has learned weights)."""
         import torch
 
         batch = batch.to(self.device)
         preds, weights = [], []
+        mean_, std_ = self.spec.normalisation_mean, self.spec.normalisation_std
         with torch.no_grad():
             for member in self.members:
                 out, w = member(batch, return_atom_weights=True)
-                preds.append(out.double() * self.std + self.mean)
+                preds.append(out.double() * std_ + mean_)
                 if atom_weights and w is not None:
                     weights.append(w.double())
         stacked = torch.stack(preds)
         mean = stacked.mean(0)
-        if self.clip_min is not None:
-            mean = mean.clamp_min(float(self.clip_min))
+        if self.spec.target.clip_min is not None:
+            mean = mean.clamp_min(self.spec.target.clip_min)
         std = stacked.std(0, unbiased=False) if len(preds) > 1 else torch.zeros_like(mean)
         w_mean = torch.stack(weights).mean(0).cpu().numpy() if weights else None
         return mean.cpu().numpy(), std.cpu().numpy(), w_mean
@@ -124,95 +165,10 @@ def _fused_note(device: Any) -> str:
     return " (fused CPU kernels)" if fused.kernels() is not None else " (PyTorch layers only)"
 
 
-def merged_graph_data(graph: Any, global_index: Sequence[int], rounds: int) -> tuple[Any, np.ndarray]:
-    """PyG Data of ``graph`` with its equivalent atoms merged
-    (:func:`mofsieve.symmetry.merge_equivalent_atoms`, ``rounds`` = the model's layers), with
-    ``multiplicity`` set, and the row of every atom of ``graph``."""
-    import torch
-
-    from mofsieve.symmetry import merge_equivalent_atoms
-    from mofsieve.train import graph_to_data
-
-    merged, multiplicity, atom_to_row = merge_equivalent_atoms(graph, rounds)
-    data = graph_to_data(merged, global_index)
-    data.multiplicity = torch.from_numpy(multiplicity.astype(np.float32))
-    return data, atom_to_row
-
-
-def iter_shard_batches(
-    reader: Any, global_index: Sequence[int], batch_atoms: int, merge_rounds: int | None = None
-) -> Iterator[tuple[list[int], Any, np.ndarray | None]]:
-    """Consecutive graphs of one shard, batched by total atom count.
-
-    With ``merge_rounds`` (the model's number of layers), each graph first has its equivalent
-    atoms merged (:func:`merged_graph_data`) and batches are packed by rows; the third item
-    maps every atom of the group's graphs, in order, to its row of the batch (None without
-    merging).
-    """
-    from torch_geometric.data import Batch
-
-    from mofsieve.train import graph_to_data, pack_by_atoms
-
-    if merge_rounds is None:
-        for group in pack_by_atoms(np.diff(reader.node_ptr), batch_atoms, range(len(reader))):
-            datas = [graph_to_data(reader.graph(i), global_index) for i in group]
-            yield group, Batch.from_data_list(datas), None
-        return
-    merged = [merged_graph_data(reader.graph(i), global_index, merge_rounds) for i in range(len(reader))]
-    for group in pack_by_atoms([m[0].num_nodes for m in merged], batch_atoms, range(len(reader))):
-        yield group, *merged_batch([merged[i] for i in group])
-
-
-def merged_batch(merged: Sequence[tuple[Any, np.ndarray]]) -> tuple[Any, np.ndarray]:
-    """One Batch of :func:`merged_graph_data` results, and the row in it of every atom of
-    their graphs, in order."""
-    from torch_geometric.data import Batch
-
-    offsets = np.cumsum([0] + [data.num_nodes for data, _ in merged])  # rows, not atoms
-    atom_to_row = np.concatenate([to_row + offsets[j] for j, (_, to_row) in enumerate(merged)])
-    return Batch.from_data_list([data for data, _ in merged]), atom_to_row
-
-
-class AttentionWriter:
-    """Appends per-atom weights, shard by shard, to an HDF5 file (the caller's temporary path).
-
-    Layout: ``ids`` (G), ``node_ptr`` (G+1), ``weights`` (N, float32, each graph's sum to 1),
-    ``atomic_number`` (N), ``frac_coords`` (N×3), ``lattice`` (G×3×3).
-    """
-
-    def __init__(self, path: Path) -> None:
-        import h5py
-
-        self.h5 = h5py.File(path, "w")
-        self.h5.attrs["format"] = "mofsieve-attention"
-        self.h5.attrs["format_version"] = 1
-        strings = h5py.string_dtype()
-        self.h5.create_dataset("ids", (0,), maxshape=(None,), dtype=strings, chunks=(1024,))
-        self.h5.create_dataset("node_ptr", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(1024,))
-        self.h5.create_dataset("weights", (0,), maxshape=(None,), dtype=np.float32, chunks=(65536,))
-        self.h5.create_dataset("atomic_number", (0,), maxshape=(None,), dtype=np.uint8, chunks=(65536,))
-        self.h5.create_dataset("frac_coords", (0, 3), maxshape=(None, 3), dtype=np.float64, chunks=(65536, 3))
-        self.h5.create_dataset("lattice", (0, 3, 3), maxshape=(None, 3, 3), dtype=np.float64, chunks=(1024, 3, 3))
-
-    def _append(self, name: str, values: np.ndarray) -> None:
-        ds = self.h5[name]
-        n = ds.shape[0]
-        ds.resize(n + len(values), axis=0)
-        ds[n:] = values
-
-    def add(self, graphs: Sequence[Any], weights: np.ndarray) -> None:
-        ptr = self.h5["node_ptr"]
-        start = int(ptr[-1])
-        sizes = np.array([g.n_atoms for g in graphs], dtype=np.int64)
-        self._append("ids", np.array([g.mof_id for g in graphs], dtype=object))
-        self._append("node_ptr", start + np.cumsum(sizes))
-        self._append("weights", weights.astype(np.float32))
-        self._append("atomic_number", np.concatenate([g.atomic_number for g in graphs]).astype(np.uint8))
-        self._append("frac_coords", np.concatenate([g.frac_coords for g in graphs]).astype(np.float64))
-        self._append("lattice", np.stack([g.lattice for g in graphs]).astype(np.float64))
-
-    def close(self) -> None:
-        self.h5.close()
+def uniform_weights(graphs: Sequence[Any]) -> np.ndarray:
+    """1/n for every atom of each graph: the readout weights of mean (and, normalised, sum)
+    pooling, which have no learned per-atom weights."""
+    return np.concatenate([np.full(g.n_atoms, 1.0 / g.n_atoms) for g in graphs])
 
 
 def predict(
@@ -228,6 +184,8 @@ def predict(
 
     ``merge_equivalent``: run the model once per set of atoms it cannot tell apart
     (:mod:`mofsieve.symmetry`): the same predictions, fewer atoms computed."""
+    from mofsieve.attention import AttentionWriter
+    from mofsieve.batching import iter_shard_batches
     from mofsieve.store import ShardReader, read_params, shard_paths
 
     predictor = Predictor(model_dir, device)
@@ -236,14 +194,10 @@ def predict(
         raise FileNotFoundError(f"no graph shards in {list(map(str, graphs))}")
     for path in paths:  # refuse before computing anything
         predictor.check(read_params(path), what=f"graphs in {path}")
-    if attention_path is not None and predictor.members[0].config.readout != "attention":
-        raise ValueError(
-            f"--attention needs a model with attention pooling; {model_dir} uses "
-            f"{predictor.members[0].config.readout} pooling"
-        )
     log.info("%d shard(s), %d ensemble member(s) on %s%s", len(paths), len(predictor.members),
-             predictor.device, _fused_note(predictor.device))
-    merge_rounds = predictor.members[0].config.num_layers if merge_equivalent else None
+             predictor.device, _fused_note(predictor.device))  # fmt: skip
+    merge_rounds = predictor.spec.num_layers if merge_equivalent else None
+    learned_weights = predictor.spec.has_atom_weights
 
     n_rows = 0
     # Both files appear complete or not at all: written under temporary names, renamed at the
@@ -252,7 +206,9 @@ def predict(
         tmp = stack.enter_context(atomic_output(out))
         writer = None
         if attention_path is not None:
-            writer = AttentionWriter(stack.enter_context(atomic_output(attention_path)))
+            writer = AttentionWriter(
+                stack.enter_context(atomic_output(attention_path)), readout=predictor.spec.readout
+            )
             stack.callback(writer.close)  # before its rename, on success and on error
         with open(tmp, "w", newline="") as fh:
             rows = csv.writer(fh)
@@ -263,13 +219,65 @@ def predict(
                 global_index = [names.index(n) for n in predictor.params.global_feature_names]
                 batches = iter_shard_batches(reader, global_index, batch_atoms, merge_rounds)
                 for group, batch, atom_to_row in batches:
-                    mean, std, weights = predictor(batch, atom_weights=writer is not None)
+                    want_weights = writer is not None and learned_weights
+                    mean, std, weights = predictor(batch, atom_weights=want_weights)
                     if weights is not None and atom_to_row is not None:
                         weights = weights[atom_to_row]  # every atom of a set has its weight
                     for j, i in enumerate(group):
-                        rows.writerow([reader.ids[i], f"{mean[j]:.6g}", f"{std[j]:.6g}", reader.n_atoms(i)])
-                    if writer is not None and weights is not None:
-                        writer.add([reader.graph(i) for i in group], weights)
+                        rows.writerow([reader.ids[i], f"{mean[j]:.6g}", f"{std[j]:.6g}",
+                                       reader.n_atoms(i)])  # fmt: skip
+                    if writer is not None:
+                        group_graphs = [reader.graph(i) for i in group]
+                        if weights is None:
+                            weights = uniform_weights(group_graphs)
+                        writer.add(group_graphs, weights)
                     n_rows += len(group)
                 del reader  # one shard in memory at a time
     return n_rows
+
+
+def predict_cifs(
+    model_dir: Path,
+    inputs: Sequence[str],
+    out: Path,
+    failures: Path,
+    keep_graphs: Path | None = None,
+    jobs: int = 0,
+    **options: Any,
+) -> int:
+    """Featurize the CIFs ``inputs`` name exactly as the model needs, then predict them.
+
+    CIFs that cannot be used are written to ``failures`` (``mof_id,source,stage,reason``),
+    the rest are predicted; the graphs go to a temporary folder unless ``keep_graphs``."""
+    from mofsieve.failures import merge_failures
+    from mofsieve.featurize import (
+        Limits,
+        available_cores,
+        failures_path,
+        featurize_shard,
+        shard_path,
+    )
+    from mofsieve.manifest import build_manifest, write_manifest
+    from mofsieve.modeldir import read_model
+
+    params = read_model(model_dir).featurization
+    rows = build_manifest(list(inputs), CIF_SHARD_SIZE)
+    n_shards = rows[-1].shard + 1
+    with ExitStack() as stack:
+        if keep_graphs is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mofsieve-")))
+        else:
+            folder = keep_graphs
+            folder.mkdir(parents=True, exist_ok=True)
+        write_manifest(rows, folder / "manifest.csv")
+        n_graphs = 0
+        for shard in range(n_shards):
+            result = featurize_shard(rows, shard, folder, params, Limits(),
+                                     jobs or available_cores())  # fmt: skip
+            n_graphs += len(result.graphs)
+        shard_failures = [failures_path(folder, k) for k in range(n_shards)]
+        merged = merge_failures(shard_failures, failures)
+        log.info("%d of %d CIFs featurized; failures in %s", n_graphs, len(rows), merged)
+        if n_graphs == 0:
+            raise ValueError(f"none of the {len(rows)} CIFs could be used; see {failures}")
+        return predict(model_dir, [shard_path(folder, k) for k in range(n_shards)], out, **options)

@@ -34,12 +34,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mofsieve.atomic import atomic_output
+from mofsieve.atomic import write_csv_atomic
+from mofsieve.failures import Failure, FailureFileError, read_failures, write_failures
+from mofsieve.manifest import InputError, read_manifest, shard_count
 
 log = logging.getLogger(__name__)
 
 PRECISION = 6  # decimals written for predictions and uncertainties
-FAILURE_COLUMNS = ("mof_id", "source", "stage", "reason")
 
 
 class RankError(ValueError):
@@ -79,21 +80,6 @@ def value_columns(unit: str) -> tuple[str, str]:
 
 # ---------------------------------------------------------------------------------------------
 # reading
-
-
-def read_manifest(path: str | os.PathLike[str]) -> tuple[dict[str, str], int]:
-    """``mof_id → source`` in manifest order, and the number of shards."""
-    sources: dict[str, str] = {}
-    n_shards = 0
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"mof_id", "source", "shard"} - set(reader.fieldnames or ())
-        if missing:
-            raise RankError(f"manifest {path} lacks columns {sorted(missing)}")
-        for row in reader:
-            sources[row["mof_id"]] = row["source"]
-            n_shards = max(n_shards, int(row["shard"]) + 1)
-    return sources, n_shards
 
 
 def shard_files(
@@ -153,18 +139,6 @@ def _float(text: str) -> float:
         return math.nan
 
 
-def read_failures(files: Iterable[Path]) -> list[dict[str, str]]:
-    rows: list[dict[str, str]] = []
-    for path in files:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            missing = set(FAILURE_COLUMNS) - set(reader.fieldnames or ())
-            if missing:
-                raise RankError(f"failure file {path} lacks columns {sorted(missing)}")
-            rows.extend({k: row[k] for k in FAILURE_COLUMNS} for row in reader)
-    return rows
-
-
 def model_unit(model_dir: str | os.PathLike[str]) -> str | None:
     """The target unit recorded in ``MODEL_DIR/model.json``, wherever the model put it."""
     path = Path(model_dir) / "model.json"
@@ -222,19 +196,19 @@ def rank_predictions(
     sources: dict[str, str],
     top_fraction: float | None = None,
     top_count: int | None = None,
-) -> tuple[list[RankedRow], list[dict[str, str]]]:
+) -> tuple[list[RankedRow], list[Failure]]:
     """Rank finite predictions best first; return the rows and failures for non-finite ones."""
-    failures: list[dict[str, str]] = []
+    failures: list[Failure] = []
     usable: list[tuple[float, float, Prediction]] = []
     for pred in predictions.values():
         if not math.isfinite(pred.value):
             failures.append(
-                {
-                    "mof_id": pred.mof_id,
-                    "source": sources.get(pred.mof_id, ""),
-                    "stage": "predict",
-                    "reason": f"non-finite prediction ({pred.value})",
-                }
+                Failure(
+                    pred.mof_id,
+                    sources.get(pred.mof_id, ""),
+                    "predict",
+                    f"non-finite prediction ({pred.value})",
+                )
             )
             continue
         usable.append((round(pred.value, PRECISION), round(pred.uncertainty, PRECISION), pred))
@@ -257,17 +231,6 @@ def rank_predictions(
 
 # ---------------------------------------------------------------------------------------------
 # writing
-
-
-def write_csv_atomic(
-    path: str | os.PathLike[str], header: Sequence[str], rows: Iterable[Sequence[object]]
-) -> Path:
-    """Write a CSV under a temporary name, fsync, rename: a killed job leaves no half file."""
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-    return Path(path)
 
 
 def _fmt(value: float) -> str:
@@ -304,7 +267,8 @@ def run_rank(
     minus_predictions: Sequence[Path] = (),
     check_charges: bool = True,
 ) -> list[RankedRow]:
-    sources, n_shards = read_manifest(manifest)
+    sources = {row.mof_id: row.source for row in read_manifest(manifest)}
+    n_shards = shard_count(manifest)
     primary = read_predictions(shard_files(predictions, n_shards, "shard-{:05d}.csv"))
     minus = (
         read_predictions(shard_files(minus_predictions, n_shards, "shard-{:05d}.csv"))
@@ -314,26 +278,28 @@ def run_rank(
     combined = combine(primary, minus)
     rows, bad = rank_predictions(combined, sources, top_fraction, top_count)
 
-    failure_rows = read_failures(shard_files(failures, n_shards, "failures-{:05d}.csv"))
+    failure_rows = [
+        f
+        for path in shard_files(failures, n_shards, "failures-{:05d}.csv")
+        for f in read_failures(path)
+    ]
     failure_rows.extend(bad)
-    accounted = {r.mof_id for r in rows} | {f["mof_id"] for f in failure_rows}
+    accounted = {r.mof_id for r in rows} | {f.mof_id for f in failure_rows}
     for mof_id, source in sources.items():
         if mof_id not in accounted:
             if mof_id in primary and minus is not None:
                 reason = "predicted by one model only"
             else:
                 reason = "no prediction and no featurization failure recorded"
-            failure_rows.append(
-                {"mof_id": mof_id, "source": source, "stage": "predict", "reason": reason}
-            )
-    failure_rows.sort(key=lambda f: (f["mof_id"], f["stage"], f["reason"]))
+            failure_rows.append(Failure(mof_id, source, "predict", reason))
+    failure_rows.sort(key=lambda f: (f.mof_id, f.stage, f.reason))
 
     header = ranked_header(unit)
     write_csv_atomic(out_ranked, header, (_ranked_cells(r) for r in rows))
     flagged = [r for r in rows if r.flagged]
     charge_info: dict[str, tuple[str, float]] = {}
     if check_charges and flagged:
-        from mofsieve.gcmc import charge_summaries
+        from mofsieve.charges import charge_summaries
 
         charge_info = charge_summaries({r.mof_id: r.source for r in flagged})
     write_csv_atomic(
@@ -348,9 +314,7 @@ def run_rank(
             for r in flagged
         ),
     )
-    write_csv_atomic(
-        out_failures, FAILURE_COLUMNS, ([f[k] for k in FAILURE_COLUMNS] for f in failure_rows)
-    )
+    write_failures(failure_rows, out_failures)
     log.info(
         "ranked %d MOFs, flagged %d, %d failures (of %d in the manifest)",
         len(rows),
@@ -423,7 +387,7 @@ def run(args: argparse.Namespace) -> int:
             top_count=args.top_count,
             check_charges=not args.no_charge_check,
         )
-    except RankError as err:
+    except (RankError, InputError, FailureFileError) as err:
         log.error("%s", err)
         return 1
     return 0

@@ -6,9 +6,12 @@ candidate of its atoms coloured by the model's attention-pooling weight (the AE-
 Fig. 3 idea: which atoms the readout listened to), and the failures grouped by reason.
 Pictures are PNGs embedded as base64 ``data:`` URIs; styles are inline.
 
-Attention files are HDF5 written by ``mofsieve predict --attention``: ``ids`` (G), ``node_ptr``
-(G+1) and per-atom weights (N) under ``atom_weights`` (or ``weights``/``attention``), in the
-same atom order as the graph shard. Without them the pictures are coloured by element.
+Attention files (``--attention DIR``: ``attention-KKKKK.h5`` per shard) are read with
+:func:`mofsieve.attention.read_attention`; a file it does not recognise stops the report with
+a message naming it. Pictures are coloured by element only when no attention folder is given
+or the model's readout has no learned weights (mean or sum pooling), and each caption says
+so. Every structure picture's ``<img>`` carries ``data-colour="attention"`` or
+``data-colour="element"``.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mofsieve.atomic import atomic_output
+from mofsieve.atomic import write_text_atomic
+from mofsieve.attention import AttentionFormatError, has_learned_weights, read_attention
+from mofsieve.failures import FailureFileError, read_failures
+from mofsieve.manifest import InputError, read_manifest
 
 log = logging.getLogger(__name__)
-
-WEIGHT_DATASETS = ("atom_weights", "weights", "attention")
 
 
 @dataclass
@@ -127,7 +131,9 @@ def structure_figure(
     for shift in (np.zeros(3), np.array([0.0, 0.0, 1.0])):
         frame = (corners + shift) @ lattice
         ax.plot(frame @ u, frame @ v, color="0.6", lw=0.7)
-    if weights is not None and len(weights) == len(atomic_number):
+    if weights is not None:
+        if len(weights) != len(atomic_number):
+            raise ValueError(f"{mof_id}: {len(weights)} weights for {len(atomic_number)} atoms")
         relative = np.asarray(weights, dtype=np.float64) * len(weights)  # 1 = uniform attention
         sc = ax.scatter(
             x[back_to_front],
@@ -162,8 +168,7 @@ def structure_figure(
 
 
 def shard_of(manifest: Path) -> dict[str, int]:
-    header, rows = read_csv(manifest)
-    return {r["mof_id"]: int(r["shard"]) for r in rows}
+    return {row.mof_id: row.shard for row in read_manifest(manifest)}
 
 
 def load_atoms(graph_dir: Path, shard: int, mof_ids: set[str]) -> dict[str, tuple]:
@@ -186,24 +191,21 @@ def load_atoms(graph_dir: Path, shard: int, mof_ids: set[str]) -> dict[str, tupl
     return out
 
 
-def load_attention(path: Path, mof_ids: set[str]) -> dict[str, np.ndarray]:
-    import h5py
-
-    if not path.is_file():
-        return {}
-    with h5py.File(path, "r") as h5:
-        name = next((n for n in WEIGHT_DATASETS if n in h5), None)
-        if name is None or "ids" not in h5 or "node_ptr" not in h5:
-            log.warning("%s has no per-atom weights (datasets %s)", path, list(h5))
-            return {}
-        ids = [s.decode() if isinstance(s, bytes) else str(s) for s in h5["ids"][()]]
-        ptr = h5["node_ptr"][()]
-        weights = h5[name]
-        return {
-            mof_id: np.asarray(weights[int(ptr[i]) : int(ptr[i + 1])], dtype=np.float64)
-            for i, mof_id in enumerate(ids)
-            if mof_id in mof_ids
-        }
+def load_attention(path: Path, atoms: dict[str, tuple]) -> tuple[str, dict[str, np.ndarray]]:
+    """``(readout, weights)`` of the MOFs in ``atoms`` from one attention file, checked against
+    their graphs: a MOF without weights, or whose weights are not one per atom of its graph,
+    is an :class:`AttentionFormatError` naming the file."""
+    readout, weights = read_attention(path, set(atoms))
+    absent = sorted(set(atoms) - set(weights))
+    if absent:
+        raise AttentionFormatError(f"{path} has no weights for {', '.join(absent[:5])}")
+    for mof_id, (atomic_number, _, _) in atoms.items():
+        if len(weights[mof_id]) != len(atomic_number):
+            raise AttentionFormatError(
+                f"{path}: {mof_id} has {len(weights[mof_id])} weights but its graph has "
+                f"{len(atomic_number)} atoms"
+            )
+    return readout, weights
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +249,7 @@ def build_report(
     quantity: str = "",
 ) -> Path:
     ranked = read_ranked(ranked_csv)
-    _, failures = read_csv(failures_csv)
+    failures = read_failures(failures_csv)
     pred_col, unc_col = ranked.prediction_column, ranked.uncertainty_column
     values = np.array([float(r[pred_col]) for r in ranked.rows], dtype=np.float64)
     flagged = [r for r in ranked.rows if r.get("flagged") == "yes"]
@@ -259,12 +261,12 @@ def build_report(
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
-    n_in = len(ranked.rows) + len({f["mof_id"] for f in failures})
+    n_in = len(ranked.rows) + len({f.mof_id for f in failures})
     summary = [
         ("MOFs in", n_in),
         ("ranked", len(ranked.rows)),
         ("flagged", len(flagged)),
-        ("failed", len({f["mof_id"] for f in failures})),
+        ("failed", len({f.mof_id for f in failures})),
         ("ranked by", quantity_label),
         ("flag threshold", "—" if threshold is None else f"{threshold:.6g} {ranked.unit}"),
     ]
@@ -291,7 +293,7 @@ def build_report(
 
     parts.append("<h2>Failures by reason</h2>")
     if failures:
-        by_reason = Counter((f["stage"], _reason_kind(f["reason"])) for f in failures)
+        by_reason = Counter((f.stage, _reason_kind(f.reason)) for f in failures)
         rows = [
             [
                 stage,
@@ -299,9 +301,9 @@ def build_report(
                 n,
                 ", ".join(
                     sorted(
-                        f["mof_id"]
+                        f.mof_id
                         for f in failures
-                        if f["stage"] == stage and _reason_kind(f["reason"]) == reason
+                        if f.stage == stage and _reason_kind(f.reason) == reason
                     )[:5]
                 ),
             ]
@@ -312,8 +314,7 @@ def build_report(
         parts.append("<p>No failures.</p>")
     parts.append("</body></html>\n")
 
-    with atomic_output(out_html) as tmp:
-        tmp.write_text("\n".join(parts), encoding="utf-8")
+    write_text_atomic(out_html, "\n".join(parts))
     log.info(
         "report with %d ranked, %d flagged, %d failures: %s",
         len(ranked.rows),
@@ -350,10 +351,23 @@ def _pictures(
             wanted.setdefault(shards[r["mof_id"]], set()).add(r["mof_id"])
     atoms: dict[str, tuple] = {}
     weights: dict[str, np.ndarray] = {}
+    captions: dict[str, str] = {}  # why a MOF is coloured by element
     for shard, ids in sorted(wanted.items()):
-        atoms.update(load_atoms(graph_dir, shard, ids))
-        if attention_dir is not None:
-            weights.update(load_attention(attention_dir / f"attention-{shard:05d}.h5", ids))
+        shard_atoms = load_atoms(graph_dir, shard, ids)
+        atoms.update(shard_atoms)
+        if attention_dir is None:
+            captions.update(dict.fromkeys(shard_atoms, "no attention file given"))
+            continue
+        if not shard_atoms:
+            continue
+        path = attention_dir / f"attention-{shard:05d}.h5"
+        readout, shard_weights = load_attention(path, shard_atoms)
+        if has_learned_weights(readout):
+            weights.update(shard_weights)
+        else:
+            captions.update(
+                dict.fromkeys(shard_atoms, f"{readout} pooling: every atom weighs the same")
+            )
     cards = []
     for r in rows:
         mof_id = r["mof_id"]
@@ -361,10 +375,14 @@ def _pictures(
             continue
         z, cart, lattice = atoms[mof_id]
         uri = structure_figure(mof_id, z, cart, lattice, weights.get(mof_id))
-        note = "" if mof_id in weights else "<p class='muted'>no attention weights: by element</p>"
+        if mof_id in weights:
+            colour, note = "attention", ""
+        else:
+            colour = "element"
+            note = f"<p class='muted'>{html.escape(captions[mof_id])}; coloured by element</p>"
         cards.append(
-            f"<div class='card'><img alt='{html.escape(mof_id)}' src='{uri}'>"
-            f"<p>#{html.escape(r['rank'])} {html.escape(mof_id)}: "
+            f"<div class='card'><img data-colour=\"{colour}\" alt='{html.escape(mof_id)}' "
+            f"src='{uri}'><p>#{html.escape(r['rank'])} {html.escape(mof_id)}: "
             f"{html.escape(r[pred_col])} {html.escape(unit)}</p>{note}</div>"
         )
     if not cards:
@@ -386,16 +404,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    build_report(
-        ranked_csv=args.ranked,
-        failures_csv=args.failures,
-        out_html=args.out,
-        manifest=args.manifest,
-        graph_dir=args.graphs,
-        attention_dir=args.attention,
-        n_table=args.top,
-        n_pictures=args.pictures,
-        title=args.title,
-        quantity=args.quantity,
-    )
+    try:
+        build_report(
+            ranked_csv=args.ranked,
+            failures_csv=args.failures,
+            out_html=args.out,
+            manifest=args.manifest,
+            graph_dir=args.graphs,
+            attention_dir=args.attention,
+            n_table=args.top,
+            n_pictures=args.pictures,
+            title=args.title,
+            quantity=args.quantity,
+        )
+    except (AttentionFormatError, FailureFileError, InputError) as err:
+        log.error("%s", err)
+        return 1
     return 0

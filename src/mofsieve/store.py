@@ -19,17 +19,14 @@ Edges point from neighbour to centre (``edge_index = [edge_src, edge_dst]``), th
 in which PyG's ``MessagePassing`` sends messages, so that aggregation lands on the centre.
 Distances are stored, not Gaussian expansions: the model expands them on its device.
 
-Reading yields ``torch_geometric.data.Data`` with ``z`` (long atomic numbers), ``charge``,
-``frac_coords``, ``lattice`` (1×3×3), ``edge_index``, ``edge_dist``, ``edge_image``,
-``global_features`` (1×D, when present), ``mof_id`` and, when labels are given, ``y`` (1×T).
+Reading yields :class:`CrystalGraph` arrays; :mod:`mofsieve.batching` turns them into PyG batches.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -37,6 +34,9 @@ import numpy as np
 
 from mofsieve import __version__
 from mofsieve.atomic import atomic_output
+from mofsieve.featurization_params import FeaturizationMismatch, FeaturizationParams
+
+__all__ = ["FeaturizationMismatch", "FeaturizationParams", "ShardFormatError", "ShardReader"]
 
 FORMAT = "mofsieve-graphs"
 FORMAT_VERSION = 1
@@ -44,54 +44,6 @@ FORMAT_VERSION = 1
 
 class ShardFormatError(ValueError):
     """A shard is not a mofsieve graph shard, or not of a version this code reads."""
-
-
-class FeaturizationMismatch(ValueError):
-    """Graphs were featurized with other parameters than a model was trained with."""
-
-
-@dataclass(frozen=True)
-class FeaturizationParams:
-    """Everything that decides what a graph looks like; a model must match all of it."""
-
-    cutoff: float = 8.0
-    max_neighbors: int = 12
-    atom_features: str = "atomic_number,charge"
-    global_feature_names: tuple[str, ...] = field(default_factory=tuple)
-
-    def to_attrs(self) -> dict[str, object]:
-        attrs = asdict(self)
-        attrs["global_feature_names"] = json.dumps(list(self.global_feature_names))
-        return attrs
-
-    @classmethod
-    def from_attrs(cls, attrs: Mapping[str, object]) -> FeaturizationParams:
-        return cls(
-            cutoff=float(attrs["cutoff"]),
-            max_neighbors=int(attrs["max_neighbors"]),
-            atom_features=str(attrs["atom_features"]),
-            global_feature_names=tuple(json.loads(str(attrs["global_feature_names"]))),
-        )
-
-    def check_compatible(self, other: FeaturizationParams, what: str = "graphs") -> None:
-        """Raise :class:`FeaturizationMismatch` naming the first parameter that differs.
-
-        ``self`` is what a model expects; ``other`` is what the graphs were made with. Graphs
-        may carry global features the model does not use, but not lack any it needs.
-        """
-        for name in ("cutoff", "max_neighbors", "atom_features"):
-            want, got = getattr(self, name), getattr(other, name)
-            if want != got:
-                raise FeaturizationMismatch(
-                    f"{what} were featurized with {name}={got!r} but the model expects "
-                    f"{name}={want!r}; featurize again with the model's parameters"
-                )
-        missing = [n for n in self.global_feature_names if n not in other.global_feature_names]
-        if missing:
-            raise FeaturizationMismatch(
-                f"{what} lack global features {missing} that the model needs "
-                f"(they have {list(other.global_feature_names)})"
-            )
 
 
 @dataclass
@@ -204,8 +156,19 @@ class ShardReader:
         with h5py.File(self.path, "r") as h5:
             _check_format(h5, self.path)
             self.params = FeaturizationParams.from_attrs(h5.attrs)
-            missing = [k for k in ("ids", "sources", "node_ptr", "edge_ptr", "lattice", *_ARRAYS,
-                                   *_EDGE_ARRAYS) if k not in h5]
+            missing = [
+                k
+                for k in (
+                    "ids",
+                    "sources",
+                    "node_ptr",
+                    "edge_ptr",
+                    "lattice",
+                    *_ARRAYS,
+                    *_EDGE_ARRAYS,
+                )
+                if k not in h5
+            ]
             if missing:
                 raise ShardFormatError(
                     f"{self.path} lacks dataset(s) {', '.join(missing)} (damaged or not written "
@@ -220,9 +183,13 @@ class ShardReader:
             sizes = {k: (h5[k].shape[0], int(self.node_ptr[-1])) for k in _ARRAYS}
             sizes |= {k: (h5[k].shape[0], int(self.edge_ptr[-1])) for k in _EDGE_ARRAYS}
             sizes |= {k: (h5[k].shape[0], len(self.ids)) for k in ("sources", "lattice")}
-            wrong = [f"{k} has {n} rows, expected {want}" for k, (n, want) in sizes.items() if n != want]
+            wrong = [
+                f"{k} has {n} rows, expected {want}" for k, (n, want) in sizes.items() if n != want
+            ]
             if wrong:
-                raise ShardFormatError(f"{self.path} is inconsistent ({'; '.join(wrong)}): featurize it again")
+                raise ShardFormatError(
+                    f"{self.path} is inconsistent ({'; '.join(wrong)}): featurize it again"
+                )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -241,6 +208,13 @@ class ShardReader:
         if self._h5 is None:
             self._h5 = h5py.File(self.path, "r")
         return self._h5
+
+    def release(self) -> None:
+        """Drop the arrays read into memory (and any open file); they are read again on use."""
+        self._cache = None
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
 
     def n_atoms(self, index: int) -> int:
         return int(self.node_ptr[index + 1] - self.node_ptr[index])
@@ -265,31 +239,6 @@ class ShardReader:
             yield self.graph(i)
 
 
-def to_data(graph: CrystalGraph, y: np.ndarray | None = None):  # -> torch_geometric Data
-    """A PyG ``Data`` for one graph (torch is imported here, not at module load)."""
-    import torch
-    from torch_geometric.data import Data
-
-    data = Data(
-        z=torch.from_numpy(graph.atomic_number.astype(np.int64)),
-        charge=torch.from_numpy(graph.charge.astype(np.float32)),
-        frac_coords=torch.from_numpy(graph.frac_coords.astype(np.float32)),
-        lattice=torch.from_numpy(graph.lattice.astype(np.float32)).unsqueeze(0),
-        edge_index=torch.from_numpy(np.stack([graph.edge_src, graph.edge_dst]).astype(np.int64)),
-        edge_dist=torch.from_numpy(graph.edge_dist.astype(np.float32)),
-        edge_image=torch.from_numpy(graph.edge_image.astype(np.int8)),
-        mof_id=graph.mof_id,
-        num_nodes=graph.n_atoms,
-    )
-    if graph.global_features is not None:
-        data.global_features = torch.from_numpy(
-            np.asarray(graph.global_features, dtype=np.float32)
-        ).unsqueeze(0)
-    if y is not None:
-        data.y = torch.as_tensor(np.asarray(y, dtype=np.float32)).reshape(1, -1)
-    return data
-
-
 def shard_paths(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Shard files named directly or found (``shard-*.h5``) in the folders named, sorted."""
     paths: list[Path] = []
@@ -302,52 +251,3 @@ def shard_paths(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
         else:
             raise FileNotFoundError(f"no graph shard or folder at {p}")
     return paths
-
-
-class GraphDataset:
-    """A torch-style dataset over one or many shards, yielding PyG ``Data``.
-
-    ``labels`` maps mof_id to a target vector; graphs without a label are left out when labels
-    are given. All shards must share featurization parameters (checked on open).
-    """
-
-    def __init__(
-        self,
-        paths: Sequence[str | os.PathLike[str]],
-        labels: Mapping[str, np.ndarray] | None = None,
-        in_memory: bool = False,
-    ) -> None:
-        self.readers = [ShardReader(p, in_memory=in_memory) for p in shard_paths(paths)]
-        if not self.readers:
-            raise FileNotFoundError(f"no graph shards in {list(map(str, paths))}")
-        self.params = self.readers[0].params
-        for reader in self.readers[1:]:
-            if reader.params != self.params:
-                self.params.check_compatible(reader.params, what=str(reader.path))
-        self.labels = labels
-        self.index: list[tuple[int, int]] = [
-            (r, i)
-            for r, reader in enumerate(self.readers)
-            for i, mof_id in enumerate(reader.ids)
-            if labels is None or mof_id in labels
-        ]
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def mof_id(self, idx: int) -> str:
-        r, i = self.index[idx]
-        return self.readers[r].ids[i]
-
-    def n_atoms(self, idx: int) -> int:
-        r, i = self.index[idx]
-        return self.readers[r].n_atoms(i)
-
-    def graph(self, idx: int) -> CrystalGraph:
-        r, i = self.index[idx]
-        return self.readers[r].graph(i)
-
-    def __getitem__(self, idx: int):  # -> torch_geometric Data
-        graph = self.graph(idx)
-        y = None if self.labels is None else self.labels[graph.mof_id]
-        return to_data(graph, y)

@@ -87,7 +87,9 @@ def atom_colours(
     return colour
 
 
-def merge_equivalent_atoms(graph: CrystalGraph, rounds: int) -> tuple[CrystalGraph, np.ndarray, np.ndarray]:
+def merge_equivalent_atoms(
+    graph: CrystalGraph, rounds: int
+) -> tuple[CrystalGraph, np.ndarray, np.ndarray]:
     """The graph on one representative atom per colour (see the module docstring).
 
     Returns ``(merged, multiplicity, atom_to_row)``: ``merged`` keeps each colour's first atom
@@ -95,8 +97,9 @@ def merge_equivalent_atoms(graph: CrystalGraph, rounds: int) -> tuple[CrystalGra
     representatives; ``multiplicity[r]`` is how many atoms row ``r`` stands for;
     ``atom_to_row[i]`` is the row of atom ``i``, for spreading per-atom results back.
     """
-    colour = atom_colours(graph.atomic_number, graph.charge, graph.edge_src, graph.edge_dst,
-                          graph.edge_dist, rounds)
+    colour = atom_colours(
+        graph.atomic_number, graph.charge, graph.edge_src, graph.edge_dst, graph.edge_dist, rounds
+    )
     _, first = np.unique(colour, return_index=True)
     representatives = np.sort(first)
     row_of_colour = np.empty(len(representatives), dtype=np.int64)

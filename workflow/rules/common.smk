@@ -4,19 +4,22 @@ import os
 
 from mofsieve import config as mconfig
 
-_validated = mconfig.validate_config(
-    config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+# config.yaml, then each --configfile, then --config: rebuilt from the sources (snakemake's
+# deep merge cannot replace a choice such as flag), validated, defaults filled in
+_validated = mconfig.workflow_config(
+    workflow,
+    os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"),
 )
 config.clear()
 config.update(_validated)
 
 RUN = mconfig.run_dir(config)
-MODELS = mconfig.model_labels(config)  # e.g. ["0.15bar"], or ["16bar", "0.15bar"] (working capacity)
+# e.g. ["0.15bar"], or ["16bar", "0.15bar"] (working capacity): the ranking model first
+MODELS = mconfig.model_labels(config)
 RANKING_MODEL = MODELS[0]
 MPI_FEATURIZE = config["featurize"]["mpi"]
 GRAPHS = f"{RUN}/graphs"
-# per-atom attention weights exist only for attention-pooling models (for the report)
-ATTENTION = mconfig.attention_pooling([mconfig.model_dir(config, m) for m in MODELS])
+RANKING_PREDICTIONS = f"{RUN}/predictions/{RANKING_MODEL}"
 
 
 wildcard_constraints:
@@ -47,7 +50,7 @@ def featurize_failures(wildcards):
 
 
 def model_json(wildcards):
-    return os.path.join(mconfig.model_dir(config, wildcards.model), "model.json")
+    return mconfig.model_json(config, wildcards.model)
 
 
 def model_folder(wildcards):
@@ -61,29 +64,31 @@ def predictions_of(position):
         if position >= len(MODELS):
             return []
         return expand(
-            f"{RUN}/predictions/{MODELS[position]}/shard-{{shard}}.csv", shard=shards(wildcards)
+            f"{RUN}/predictions/{MODELS[position]}/shard-{{shard}}.csv",
+            shard=shards(wildcards),
         )
 
     return inner
 
 
 def ranking_attention(wildcards):
-    if not ATTENTION:
-        return []
+    """Every shard's per-atom weights of the ranking model (uniform for mean/sum pooling)."""
     return expand(
-        f"{RUN}/predictions/{RANKING_MODEL}/attention-{{shard}}.h5", shard=shards(wildcards)
+        f"{RANKING_PREDICTIONS}/attention-{{shard}}.h5", shard=shards(wildcards)
     )
 
 
-def minus_predictions_argument():
+def minus_predictions_arguments():
     if len(MODELS) < 2:
-        return ""
-    return f"--minus-predictions {RUN}/predictions/{MODELS[1]}"
+        return []
+    return ["--minus-predictions", f"{RUN}/predictions/{MODELS[1]}"]
 
 
 def train_labels(wildcards):
     if not config["train"]["labels"]:
-        raise ValueError("set train.labels (CSV mof_id,<target>) in config.yaml to train")
+        raise ValueError(
+            "set train.labels (CSV mof_id,<target>) in config.yaml to train"
+        )
     return config["train"]["labels"]
 
 
@@ -92,7 +97,7 @@ def train_graphs(wildcards):
 
 
 def train_graph_folders():
-    return " ".join(config["train"]["graphs"]) or GRAPHS
+    return config["train"]["graphs"] or [GRAPHS]
 
 
 def folder_of(output_name):
@@ -108,3 +113,8 @@ def final_outputs():
         f"{RUN}/gcmc",
         f"{RUN}/report.html",
     ]
+
+
+def mpi_memory_mb(threads):
+    """The one MPI featurize job's memory: 1.5 GB a core on every rank."""
+    return 1500 * threads * config["featurize"]["mpi_tasks"]

@@ -6,22 +6,22 @@ if not MPI_FEATURIZE:
         output:
             graphs=f"{GRAPHS}/shard-{{shard}}.h5",
             failures=f"{GRAPHS}/failures-{{shard}}.csv",
-        params:
-            out=folder_of("graphs"),
-            options=mconfig.featurize_arguments(config),
         log:
             f"{RUN}/logs/featurize/{{shard}}.log",
         benchmark:
             f"{RUN}/benchmarks/featurize/{{shard}}.tsv"
+        conda:
+            "../../envs/mofsieve.yaml"
         threads: config["featurize"]["threads"]
         resources:
             mem_mb=lambda wildcards, threads: 1500 * threads,
             runtime=120,
-        conda:
-            "../../envs/mofsieve.yaml"
+        params:
+            out=folder_of("graphs"),
+            options=mconfig.featurize_arguments(config),
         shell:
-            "mofsieve featurize --manifest {input.manifest} --shard {wildcards.shard}"
-            " --out {params.out} --jobs {threads} {params.options} > {log} 2>&1"
+            "mofsieve featurize --manifest {input.manifest:q} --shard {wildcards.shard:q}"
+            " --out {params.out:q} --jobs {threads:q} {params.options:q} > {log:q} 2>&1"
 
 else:
 
@@ -30,21 +30,22 @@ else:
             manifest=f"{RUN}/manifest.csv",
         output:
             graphs=directory(GRAPHS),
-        params:
-            options=mconfig.featurize_arguments(config),
         log:
             f"{RUN}/logs/featurize_mpi.log",
         benchmark:
             f"{RUN}/benchmarks/featurize_mpi.tsv"
+        conda:
+            "../../envs/mofsieve.yaml"
         threads: config["featurize"]["threads"]
         resources:
-            mem_mb=lambda wildcards, threads: 1500 * threads * config["featurize"]["mpi_tasks"],
+            mem_mb=lambda wildcards, threads: mpi_memory_mb(threads),
             runtime=720,
             tasks=config["featurize"]["mpi_tasks"],
             mpi=config["featurize"]["mpi_launcher"],
-        conda:
-            "../../envs/mofsieve.yaml"
+        params:
+            options=mconfig.featurize_arguments(config),
         shell:
-            "{resources.mpi} -n {resources.tasks} mofsieve featurize --mpi"
-            " --manifest {input.manifest} --out {output.graphs} --jobs {threads}"
-            " {params.options} > {log} 2>&1"
+            # the launcher is a command prefix of several words ("srun --mpi=pmi2")
+            "{resources.mpi} -n {resources.tasks:q} mofsieve featurize --mpi"
+            " --manifest {input.manifest:q} --out {output.graphs:q} --jobs {threads:q}"
+            " {params.options:q} > {log:q} 2>&1"

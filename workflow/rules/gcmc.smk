@@ -3,15 +3,17 @@ rule gcmc:
         flagged=f"{RUN}/flagged.csv",
     output:
         gcmc=directory(f"{RUN}/gcmc"),
-    params:
-        options=mconfig.gcmc_arguments(config),
     log:
         f"{RUN}/logs/gcmc.log",
+    benchmark:
+        f"{RUN}/benchmarks/gcmc.tsv"
+    conda:
+        "../../envs/mofsieve.yaml"
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        "../../envs/mofsieve.yaml"
+    params:
+        options=mconfig.gcmc_arguments(config),
     shell:
-        "mofsieve gcmc --flagged {input.flagged} --out {output.gcmc} {params.options}"
-        " > {log} 2>&1"
+        "mofsieve gcmc --flagged {input.flagged:q} --out {output.gcmc:q} {params.options:q}"
+        " > {log:q} 2>&1"

@@ -1,18 +1,18 @@
 checkpoint manifest:
     output:
         manifest=f"{RUN}/manifest.csv",
-    params:
-        inputs=mconfig.shell_words(config["inputs"]),
-        shard_size=config["shard_size"],
     log:
         f"{RUN}/logs/manifest.log",
     benchmark:
         f"{RUN}/benchmarks/manifest.tsv"
+    conda:
+        "../../envs/mofsieve.yaml"
     resources:
         mem_mb=2000,
         runtime=120,
-    conda:
-        "../../envs/mofsieve.yaml"
+    params:
+        inputs=config["inputs"],
+        shard_size=config["shard_size"],
     shell:
-        "mofsieve manifest {params.inputs} --out {output.manifest}"
-        " --shard-size {params.shard_size} > {log} 2>&1"
+        "mofsieve manifest {params.inputs:q} --out {output.manifest:q}"
+        " --shard-size {params.shard_size:q} > {log:q} 2>&1"

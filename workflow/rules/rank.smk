@@ -8,23 +8,23 @@ rule rank:
         ranked=f"{RUN}/ranked.csv",
         flagged=f"{RUN}/flagged.csv",
         failures=f"{RUN}/failures.csv",
-    params:
-        predictions=f"{RUN}/predictions/{RANKING_MODEL}",
-        minus=minus_predictions_argument(),
-        failures=GRAPHS,
-        model=mconfig.model_dir(config, RANKING_MODEL),
-        flag=mconfig.flag_arguments(config),
     log:
         f"{RUN}/logs/rank.log",
     benchmark:
         f"{RUN}/benchmarks/rank.tsv"
+    conda:
+        "../../envs/mofsieve.yaml"
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/mofsieve.yaml"
+    params:
+        predictions=RANKING_PREDICTIONS,
+        minus=minus_predictions_arguments(),
+        failures=GRAPHS,
+        model=mconfig.model_dir(config, RANKING_MODEL),
+        flag=mconfig.flag_arguments(config),
     shell:
-        "mofsieve rank --manifest {input.manifest} --predictions {params.predictions}"
-        " {params.minus} --failures {params.failures} --model {params.model} {params.flag}"
-        " --ranked {output.ranked} --flagged {output.flagged}"
-        " --failures-out {output.failures} > {log} 2>&1"
+        "mofsieve rank --manifest {input.manifest:q} --predictions {params.predictions:q}"
+        " {params.minus:q} --failures {params.failures:q} --model {params.model:q}"
+        " {params.flag:q} --ranked {output.ranked:q} --flagged {output.flagged:q}"
+        " --failures-out {output.failures:q} > {log:q} 2>&1"

@@ -7,25 +7,25 @@ rule report:
         attention=ranking_attention,
     output:
         report=f"{RUN}/report.html",
-    params:
-        graphs=GRAPHS,
-        attention=mconfig.report_attention_argument(config),
-        quantity=mconfig.quantity(config),
-        table_rows=config["report"]["table_rows"],
-        pictures=config["report"]["pictures"],
-        title=f"mofsieve screening report: {config['run']}",
     log:
         f"{RUN}/logs/report.log",
     benchmark:
         f"{RUN}/benchmarks/report.tsv"
+    conda:
+        "../../envs/mofsieve.yaml"
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/mofsieve.yaml"
+    params:
+        graphs=GRAPHS,
+        attention=RANKING_PREDICTIONS,
+        quantity=mconfig.quantity(config),
+        table_rows=config["report"]["table_rows"],
+        pictures=config["report"]["pictures"],
+        title=f"mofsieve screening report: {config['run']}",
     shell:
-        "mofsieve report --ranked {input.ranked} --failures {input.failures}"
-        " --manifest {input.manifest} --graphs {params.graphs}"
-        " {params.attention} --quantity '{params.quantity}'"
-        " --title '{params.title}' --top {params.table_rows}"
-        " --pictures {params.pictures} --out {output.report} > {log} 2>&1"
+        "mofsieve report --ranked {input.ranked:q} --failures {input.failures:q}"
+        " --manifest {input.manifest:q} --graphs {params.graphs:q}"
+        " --attention {params.attention:q} --quantity {params.quantity:q}"
+        " --title {params.title:q} --top {params.table_rows:q} --pictures {params.pictures:q}"
+        " --out {output.report:q} > {log:q} 2>&1"

@@ -3,22 +3,22 @@ rule train:
         labels=train_labels,
         graphs=train_graphs,
     output:
-        model=f"{config['train']['out']}/model.json",
-    params:
-        graphs=train_graph_folders(),
-        target=config["train"]["target"],
-        out=folder_of("model"),
-        extra=config["train"]["extra_args"],
+        model=mconfig.train_model_json(config),
     log:
         f"{RUN}/logs/train.log",
     benchmark:
         f"{RUN}/benchmarks/train.tsv"
+    conda:
+        "../../envs/mofsieve.yaml"
     threads: 2
     resources:
         mem_mb=8000,
         runtime=720,
-    conda:
-        "../../envs/mofsieve.yaml"
+    params:
+        graphs=train_graph_folders(),
+        target=config["train"]["target"],
+        out=folder_of("model"),
+        extra=mconfig.train_extra_arguments(config),
     shell:
-        "mofsieve train --labels {input.labels} --target {params.target}"
-        " --graphs {params.graphs} --out {params.out} {params.extra} > {log} 2>&1"
+        "mofsieve train --labels {input.labels:q} --target {params.target:q}"
+        " --graphs {params.graphs:q} --out {params.out:q} {params.extra:q} > {log:q} 2>&1"

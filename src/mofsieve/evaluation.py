@@ -1,0 +1,85 @@
+"""An ensemble on held-out graphs: predictions in the target's unit and their metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from mofsieve.batching import iter_batches
+from mofsieve.metrics import regression_metrics
+
+
+def predict_standardised(
+    model: Any, datas: Sequence[Any], batch_atoms: int, device: torch.device
+) -> np.ndarray:
+    """One member's standardised predictions for ``datas`` (evaluation mode, no gradients)."""
+    out = np.empty(len(datas), dtype=np.float64)
+    model.eval()
+    with torch.no_grad():
+        for group, batch in iter_batches(datas, batch_atoms):
+            out[group] = model(batch.to(device)).double().cpu().numpy()
+    return out
+
+
+def ensemble_predictions(
+    members: Sequence[Any],
+    datas: Sequence[Any],
+    batch_atoms: int,
+    device: torch.device,
+    y_mean: float,
+    y_std: float,
+) -> np.ndarray:
+    """K×G predictions in the target's unit (before any clipping)."""
+    return np.stack(
+        [predict_standardised(m, datas, batch_atoms, device) * y_std + y_mean for m in members]
+    )
+
+
+def without_charges(datas: Sequence[Any]) -> list[Any]:
+    """Copies of ``datas`` as if their CIFs had no partial charges (NaN), as the core-mof
+    package's CIFs are."""
+    out = [d.clone() for d in datas]
+    for d in out:
+        d.charge = torch.full_like(d.charge, float("nan"))
+    return out
+
+
+def evaluate_ensemble(
+    members: Sequence[Any],
+    test_data: Sequence[Any],
+    y_test: np.ndarray,
+    val_data: Sequence[Any],
+    y_val: np.ndarray,
+    batch_atoms: int,
+    device: torch.device,
+    y_mean: float,
+    y_std: float,
+    clip_min: float | None,
+    with_charges_hidden: bool,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Metrics (``test``, ``val``, ``test_members``, ``test_without_charges``) and the test
+    split's ensemble mean and spread."""
+
+    def predict(datas: Sequence[Any]) -> np.ndarray:
+        return ensemble_predictions(members, datas, batch_atoms, device, y_mean, y_std)
+
+    def clip(values: np.ndarray) -> np.ndarray:
+        # as `mofsieve predict` does: the ensemble mean (or a member's value) is clipped
+        return values if clip_min is None else np.clip(values, clip_min, None)
+
+    test_preds = predict(test_data)
+    test_mean, test_spread = clip(test_preds.mean(0)), test_preds.std(0)
+    metrics: dict[str, Any] = {
+        "test": regression_metrics(y_test, test_mean),
+        "val": regression_metrics(y_val, clip(predict(val_data).mean(0))),
+        "test_members": [regression_metrics(y_test, clip(p)) for p in test_preds],
+        "test_without_charges": (
+            regression_metrics(y_test, clip(predict(without_charges(test_data)).mean(0)))
+            if with_charges_hidden
+            else None
+        ),
+    }
+    return metrics, test_mean, test_spread

@@ -1,0 +1,240 @@
+"""The fit loop of one ensemble member, with a checkpoint every epoch.
+
+Adam, MSE on the standardised target, cosine (or constant) learning rate over the epoch or
+time budget, best epoch on the validation MAE. Every epoch writes the member's checkpoint
+atomically; a run resumed from it goes on where it stopped, and a finished member goes on
+when the epoch or time budget has grown (a warm restart, recorded by :func:`lr_restarts`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mofsieve.atomic import atomic_output
+from mofsieve.batching import iter_batches
+from mofsieve.evaluation import predict_standardised
+from mofsieve.metrics import regression_metrics
+from mofsieve.model import AECGCNN, ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    epochs: int = 50
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    lr_schedule: str = "cosine"  # or "constant"
+    batch_atoms: int = 3000
+    time_budget_min: float | None = None  # per member; keeps its best epoch
+    select_max_atoms: int | None = None  # best epoch picked on val crystals up to this size
+    seed: int = 0
+    resume: bool = False
+
+
+def checkpoint_path(ckpt_dir: Path, k: int) -> Path:
+    return ckpt_dir / f"member-{k}.ckpt.pt"
+
+
+def lr_restarts(history: dict[str, Any]) -> list[int]:
+    """Epochs (from 0) where the learning rate went up: a finished member resumed with a
+    longer budget (a warm restart of the cosine schedule)."""
+    epochs = history["epochs"]
+    return [
+        b["epoch"]
+        for a, b in zip(epochs[:-1], epochs[1:], strict=True)
+        if b["lr"] > 1.5 * a["lr"] and b["lr"] > 1e-5
+    ]
+
+
+def _learning_rate(settings: FitSettings, progress: float) -> float:
+    if settings.lr_schedule == "cosine":
+        return 0.5 * settings.lr * (1 + math.cos(math.pi * progress))
+    return settings.lr
+
+
+def fit_member(
+    k: int,
+    config: ModelConfig,
+    settings: FitSettings,
+    train_data: Sequence[Any],
+    val_data: Sequence[Any],
+    y_val: np.ndarray,
+    y_mean: float,
+    y_std: float,
+    descriptor_stats: torch.Tensor | None,
+    device: torch.device,
+    ckpt_dir: Path,
+) -> tuple[AECGCNN, dict[str, Any]]:
+    """Train member ``k`` (or resume it), return it at its best validation epoch."""
+    seed = settings.seed + k
+    select = [
+        i
+        for i, d in enumerate(val_data)
+        if not settings.select_max_atoms or d.num_nodes <= settings.select_max_atoms
+    ]
+    select_data = [val_data[i] for i in select]
+    y_select = y_val[select]
+    ckpt_path = checkpoint_path(ckpt_dir, k)
+    torch.manual_seed(seed)
+    model = AECGCNN(config)
+    if descriptor_stats is not None:
+        model.fit_descriptor_scaling(descriptor_stats)
+    model.to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
+    history: dict[str, Any] = {
+        "member": k,
+        "seed": seed,
+        "epochs": [],
+        "best_epoch": -1,
+        "best_val_mae": float("inf"),
+    }
+    best_state = None
+    start_epoch = 0
+    if settings.resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        best_state = ckpt["best_state"]
+        history = json.loads(ckpt["history"])
+        start_epoch = int(ckpt["epoch"]) + 1
+        log.info(
+            "member %d: resumed after epoch %d (best val MAE %.4f at epoch %d)",
+            k,
+            start_epoch - 1,
+            history["best_val_mae"],
+            history["best_epoch"],
+        )
+        # A finished member goes on only if the epochs or the time budget now allow more
+        # (a warm restart: the cosine schedule picks up where the longer budget puts it).
+    budget_s = 60 * settings.time_budget_min if settings.time_budget_min else None
+    for epoch in range(start_epoch, settings.epochs):
+        # Progress through the schedule is epochs or time, whichever runs out first, so that a
+        # time-limited run still ends with a decayed learning rate. Time spent is the sum of
+        # the recorded epochs, so that a run resumed with the same budget finds it spent
+        # exactly as the run that wrote the checkpoint did.
+        spent = sum(e["seconds"] for e in history["epochs"])
+        progress = epoch / settings.epochs
+        if budget_s:
+            if spent >= budget_s:
+                log.info(
+                    "member %d: time budget of %.0f min spent, stopping after %d epochs",
+                    k,
+                    settings.time_budget_min,
+                    epoch,
+                )
+                break
+            progress = max(progress, spent / budget_s)
+        lr = _learning_rate(settings, progress)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        t0 = time.time()
+        rng = np.random.default_rng(seed * 100003 + epoch)
+        torch.manual_seed(seed * 100003 + epoch)
+        train_mse = _train_epoch(model, optimizer, train_data, settings.batch_atoms, rng, device)
+        val_pred = (
+            predict_standardised(model, select_data, settings.batch_atoms, device) * y_std + y_mean
+        )
+        vm = regression_metrics(y_select, val_pred)
+        seconds = time.time() - t0
+        history["epochs"].append(
+            {
+                "epoch": epoch,
+                "lr": lr,
+                "train_mse_std": train_mse,
+                "val_mae": vm["mae"],
+                "val_spearman": vm["spearman"],
+                "seconds": seconds,
+            }
+        )
+        improved = vm["mae"] < history["best_val_mae"]
+        if improved:
+            history["best_val_mae"], history["best_epoch"] = vm["mae"], epoch
+            best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        log.info(
+            "member %d epoch %3d/%d  lr %.2e  train mse %.4f  val MAE %.4f  Spearman %.4f  %5.1fs%s",
+            k,
+            epoch + 1,
+            settings.epochs,
+            lr,
+            train_mse,
+            vm["mae"],
+            vm["spearman"],
+            seconds,
+            "  *" if improved else "",
+        )
+        save_checkpoint(ckpt_path, model, optimizer, best_state, history, epoch, finished=False)
+    if best_state is None:
+        raise ValueError(f"member {k} finished no epoch")
+    save_checkpoint(
+        ckpt_path,
+        model,
+        optimizer,
+        best_state,
+        history,
+        len(history["epochs"]) - 1,
+        finished=True,
+    )
+    model.load_state_dict(best_state)
+    return model.eval(), history
+
+
+def _train_epoch(
+    model: AECGCNN,
+    optimizer: torch.optim.Optimizer,
+    train_data: Sequence[Any],
+    batch_atoms: int,
+    rng: np.random.Generator,
+    device: torch.device,
+) -> float:
+    """One pass over the training data in a random order; mean standardised MSE."""
+    model.train()
+    total, count = 0.0, 0
+    order = rng.permutation(len(train_data))
+    for _, batch in iter_batches(train_data, batch_atoms, order):
+        if batch.num_graphs < 2:
+            continue  # BatchNorm needs more than one value per channel in training mode
+        batch = batch.to(device)
+        loss = torch.nn.functional.mse_loss(model(batch), batch.y_std)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * batch.num_graphs
+        count += batch.num_graphs
+    return total / max(count, 1)
+
+
+def save_checkpoint(
+    path: Path,
+    model: AECGCNN,
+    optimizer: torch.optim.Optimizer,
+    best_state: dict[str, torch.Tensor] | None,
+    history: dict[str, Any],
+    epoch: int,
+    finished: bool,
+) -> None:
+    """Model, optimizer, best state and history, written atomically."""
+    with atomic_output(path) as tmp:
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "best_state": best_state,
+                "history": json.dumps(history),
+                "epoch": epoch,
+                "finished": finished,
+            },
+            tmp,
+        )

@@ -1,0 +1,227 @@
+"""The model directory: the one reader and writer of ``model.json``.
+
+A model directory holds ``model.json`` (architecture class and its ``init`` arguments, format
+version, featurization parameters, target name/unit/conditions, target normalisation, weights
+files, training record and metrics), one weights file per ensemble member and
+``MODEL_CARD.md``. Everything that needs to know about a model without running it — the
+Snakemake rules, ``rank``, ``featurize --model`` — reads it through :func:`read_model`,
+which checks the format version and returns a typed :class:`ModelSpec`. No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mofsieve.atomic import atomic_output
+from mofsieve.featurization_params import FeaturizationMismatch, FeaturizationParams
+
+MODEL_JSON = "model.json"
+MODEL_FORMAT_VERSION = 1
+ARCHITECTURES = ("AECGCNN",)
+READOUTS = ("attention", "mean", "sum")  # the models' pooling of atoms into a crystal
+READOUTS_WITH_ATOM_WEIGHTS = ("attention",)  # readouts whose per-atom weights are learned
+
+
+class ModelDirError(ValueError):
+    """A model directory is missing, of another format version, or lacks what a model needs."""
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What a model predicts: the label column, its unit and the conditions it holds for."""
+
+    name: str
+    unit: str
+    gas: str | None = None
+    temperature_K: float | None = None
+    pressure_bar: float | None = None
+    clip_min: float | None = None  # predictions below are clipped (uptake cannot be negative)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "conditions": {
+                "gas": self.gas,
+                "temperature_K": self.temperature_K,
+                "pressure_bar": self.pressure_bar,
+            },
+            "clip_min": self.clip_min,
+        }
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What callers need to know about a model directory (``model.json`` parsed and checked)."""
+
+    directory: Path
+    architecture: str
+    init: Mapping[str, Any]
+    weights: tuple[str, ...]
+    featurization: FeaturizationParams
+    target: TargetSpec
+    normalisation_mean: float
+    normalisation_std: float
+    variant: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # the whole model.json
+
+    @property
+    def readout(self) -> str:
+        return str(self.init.get("readout", "mean"))
+
+    @property
+    def has_atom_weights(self) -> bool:
+        """Whether the readout gives per-atom weights (attention pooling) for the report."""
+        return self.readout in READOUTS_WITH_ATOM_WEIGHTS
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.init["num_layers"])
+
+    def weight_paths(self) -> list[Path]:
+        return [self.directory / name for name in self.weights]
+
+    def check_graphs(self, params: FeaturizationParams, what: str = "graphs") -> None:
+        """Raise :class:`FeaturizationMismatch` unless graphs made with ``params`` fit."""
+        self.featurization.check_compatible(params, what=what)
+
+
+def model_json_path(model_dir: str | os.PathLike[str]) -> Path:
+    return Path(model_dir) / MODEL_JSON
+
+
+def has_model(model_dir: str | os.PathLike[str]) -> bool:
+    """True when ``model_dir`` holds a ``model.json`` (a model not trained yet has none)."""
+    return model_json_path(model_dir).is_file()
+
+
+def _required(meta: Mapping[str, Any], path: Path, *keys: str) -> Any:
+    value: Any = meta
+    for depth, key in enumerate(keys):
+        if not isinstance(value, Mapping) or key not in value:
+            raise ModelDirError(f"{path}: no {'.'.join(keys[: depth + 1])} (not a mofsieve model)")
+        value = value[key]
+    return value
+
+
+def parse_model_json(meta: Mapping[str, Any], path: Path) -> ModelSpec:
+    """A :class:`ModelSpec` from the parsed ``model.json`` at ``path`` (checked)."""
+    architecture = meta.get("class")
+    if architecture not in ARCHITECTURES:
+        raise ModelDirError(
+            f"{path}: model class {architecture!r}; this mofsieve knows {list(ARCHITECTURES)}"
+        )
+    version = meta.get("format_version")
+    if version != MODEL_FORMAT_VERSION:
+        raise ModelDirError(
+            f"{path}: model format version {version!r}; this mofsieve reads version "
+            f"{MODEL_FORMAT_VERSION}"
+        )
+    init = _required(meta, path, "init")
+    weights = _required(meta, path, "weights")
+    if not isinstance(weights, list) or not weights or not all(isinstance(w, str) for w in weights):
+        raise ModelDirError(f"{path}: weights must be a non-empty list of file names")
+    try:
+        featurization = FeaturizationParams.from_json(_required(meta, path, "featurization"))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelDirError(f"{path}: featurization is incomplete or malformed ({err})") from None
+    target = _required(meta, path, "target")
+    conditions = target.get("conditions") or {}
+
+    def number(value: Any) -> float | None:
+        return None if value is None else float(value)
+
+    spec_target = TargetSpec(
+        name=str(_required(meta, path, "target", "name")),
+        unit=str(_required(meta, path, "target", "unit")),
+        gas=conditions.get("gas"),
+        temperature_K=number(conditions.get("temperature_K")),
+        pressure_bar=number(conditions.get("pressure_bar")),
+        clip_min=number(target.get("clip_min")),
+    )
+    return ModelSpec(
+        directory=path.parent,
+        architecture=str(architecture),
+        init=dict(init),
+        weights=tuple(weights),
+        featurization=featurization,
+        target=spec_target,
+        normalisation_mean=float(_required(meta, path, "normalisation", "mean")),
+        normalisation_std=float(_required(meta, path, "normalisation", "std")),
+        variant=meta.get("variant"),
+        metadata=dict(meta),
+    )
+
+
+def read_model(model_dir: str | os.PathLike[str]) -> ModelSpec:
+    """Read and check ``MODEL_DIR/model.json``; :class:`ModelDirError` says what is wrong."""
+    path = model_json_path(model_dir)
+    if not path.is_file():
+        raise ModelDirError(f"no {MODEL_JSON} in {model_dir} (not a trained mofsieve model)")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelDirError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise ModelDirError(f"{path} does not hold a JSON object")
+    return parse_model_json(meta, path)
+
+
+def write_model_json(
+    model_dir: str | os.PathLike[str],
+    *,
+    architecture: str,
+    init: Mapping[str, Any],
+    weights: Sequence[str],
+    featurization: FeaturizationParams,
+    target: TargetSpec,
+    normalisation_mean: float,
+    normalisation_std: float,
+    **extra: Any,
+) -> ModelSpec:
+    """Write ``model.json`` atomically (last, after the weights) and return it as read back."""
+    meta: dict[str, Any] = {
+        "class": architecture,
+        "format_version": MODEL_FORMAT_VERSION,
+        "init": dict(init),
+        "weights": list(weights),
+        "target": target.to_json(),
+        "normalisation": {"mean": normalisation_mean, "std": normalisation_std},
+        "featurization": featurization.to_json(),
+        **extra,
+    }
+    path = model_json_path(model_dir)
+    spec = parse_model_json(meta, path)  # never write what could not be read back
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    return spec
+
+
+def union_featurization(specs: Sequence[ModelSpec]) -> FeaturizationParams | None:
+    """One featurization that serves every model of ``specs`` (global features: the union),
+    or None for no models; :class:`FeaturizationMismatch` if their graphs cannot be shared."""
+    if not specs:
+        return None
+    first = specs[0].featurization
+    names: list[str] = []
+    for spec in specs:
+        f = spec.featurization
+        for key in ("cutoff", "max_neighbors", "atom_features"):
+            if getattr(f, key) != getattr(first, key):
+                raise FeaturizationMismatch(
+                    f"models disagree on featurization {key} ({getattr(first, key)!r} in "
+                    f"{specs[0].directory} vs {getattr(f, key)!r} in {spec.directory}): one "
+                    "graph set cannot serve both"
+                )
+        names.extend(n for n in f.global_feature_names if n not in names)
+    return FeaturizationParams(
+        cutoff=first.cutoff,
+        max_neighbors=first.max_neighbors,
+        atom_features=first.atom_features,
+        global_feature_names=tuple(names),
+    )

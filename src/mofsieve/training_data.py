@@ -1,0 +1,171 @@
+"""What a training run learns from: labels, the labelled graphs, and their split.
+
+80/10/10 split by seed over the labelled graphs (a permutation of the sorted ids, so the
+same labels and seed always give the same split, whatever the shard order).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mofsieve.batching import graph_to_data
+from mofsieve.featurization_params import FeaturizationParams
+
+log = logging.getLogger(__name__)
+
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+SPLITS = ("train", "val", "test")
+
+
+def read_labels(path: Path, target: str) -> dict[str, float]:
+    """mof_id → target for the rows that have a finite value in ``target``."""
+    labels: dict[str, float] = {}
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or "mof_id" not in reader.fieldnames:
+            raise ValueError(f"{path} has no mof_id column")
+        if target not in reader.fieldnames:
+            raise KeyError(f"{path} has no column {target!r} (columns: {reader.fieldnames})")
+        for row in reader:
+            value = row[target].strip()
+            if value == "":
+                continue
+            y = float(value)
+            if math.isfinite(y):
+                if row["mof_id"] in labels:
+                    raise ValueError(f"{path}: mof_id {row['mof_id']} appears twice")
+                labels[row["mof_id"]] = y
+    return labels
+
+
+def make_split(ids: Sequence[str], seed: int) -> dict[str, str]:
+    """mof_id → train/val/test, 80/10/10, a permutation of the sorted ids by ``seed``."""
+    ordered = sorted(ids)
+    perm = np.random.default_rng(seed).permutation(len(ordered))
+    n_train = int(round(SPLIT_FRACTIONS[0] * len(ordered)))
+    n_val = int(round(SPLIT_FRACTIONS[1] * len(ordered)))
+    split = {}
+    for rank, idx in enumerate(perm):
+        split[ordered[idx]] = (
+            "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
+        )
+    return split
+
+
+def conditions_from_target(target: str) -> dict[str, Any]:
+    """Gas, temperature and pressure read from a column name like ``co2_uptake_…_298K_0.15bar``."""
+    gas = "CO2" if "co2" in target.lower() else None
+    t = re.search(r"(\d+(?:\.\d+)?)K", target)
+    p = re.search(r"(\d+(?:\.\d+)?)bar", target)
+    return {
+        "gas": gas,
+        "temperature_K": float(t.group(1)) if t else None,
+        "pressure_bar": float(p.group(1)) if p else None,
+    }
+
+
+@dataclass
+class TrainingSet:
+    """Labelled graphs as lean PyG Data, split; ``train_ids`` is what training uses (the
+    training split less any subsample or atom cap)."""
+
+    labels: dict[str, float]
+    datas: dict[str, Any]
+    n_atoms: dict[str, int]
+    split: dict[str, str]
+    ids: dict[str, list[str]]
+    train_ids: list[str]
+    shard_paths: list[str]
+    no_graph: list[str] = field(default_factory=list)
+    n_over_atom_cap: int = 0
+
+    def data(self, split: str) -> list[Any]:
+        ids = self.train_ids if split == "train" else self.ids[split]
+        return [self.datas[i] for i in ids]
+
+    def y(self, split: str) -> np.ndarray:
+        ids = self.train_ids if split == "train" else self.ids[split]
+        return np.array([self.labels[i] for i in ids])
+
+    def non_negative(self) -> bool:
+        """Uptakes: predictions are then clipped at 0 (by predict and the evaluation)."""
+        return min(self.labels.values()) >= 0.0
+
+
+def shard_featurization(readers: Sequence[Any]) -> FeaturizationParams:
+    """The featurization all shards share (:class:`FeaturizationMismatch` if they do not)."""
+    if not readers:
+        raise FileNotFoundError("no graph shards")
+    params = readers[0].params
+    for reader in readers[1:]:
+        params.check_compatible(reader.params, what=str(reader.path))
+    return params
+
+
+def load_training_set(
+    labels: dict[str, float],
+    readers: Sequence[Any],
+    global_index: Sequence[int],
+    seed: int,
+    train_fraction_used: float = 1.0,
+    max_atoms_train: int | None = None,
+) -> TrainingSet:
+    """Every labelled graph, once; ids without a graph are reported, not fatal."""
+    datas: dict[str, Any] = {}
+    n_atoms: dict[str, int] = {}
+    for reader in readers:
+        for i, mof_id in enumerate(reader.ids):
+            if mof_id in labels and mof_id not in datas:
+                graph = reader.graph(i)
+                datas[mof_id] = graph_to_data(graph, global_index, labels[mof_id])
+                n_atoms[mof_id] = graph.n_atoms
+        reader.release()  # the Data hold what training needs; free the shard arrays
+    no_graph = sorted(set(labels) - set(datas))
+    if no_graph:
+        log.warning(
+            "%d labelled MOFs have no graph (featurization failures?), e.g. %s",
+            len(no_graph),
+            no_graph[:3],
+        )
+    split = make_split(list(datas), seed)
+    ids = {s: sorted(i for i, v in split.items() if v == s) for s in SPLITS}
+    train_ids = ids["train"]
+    if train_fraction_used < 1.0:
+        keep = np.random.default_rng(seed + 7).permutation(len(train_ids))
+        keep = np.sort(keep[: int(round(train_fraction_used * len(train_ids)))])
+        train_ids = [train_ids[i] for i in keep]
+    n_capped = 0
+    if max_atoms_train:
+        before = len(train_ids)
+        train_ids = [i for i in train_ids if n_atoms[i] <= max_atoms_train]
+        n_capped = before - len(train_ids)
+    if len(train_ids) < 2 or not ids["val"]:
+        raise ValueError(f"too few labelled graphs to train ({len(datas)})")
+    log.info(
+        "%d labelled graphs: %d train used (%d over the atom cap left out), %d val, %d test",
+        len(datas),
+        len(train_ids),
+        n_capped,
+        len(ids["val"]),
+        len(ids["test"]),
+    )
+    return TrainingSet(
+        labels=labels,
+        datas=datas,
+        n_atoms=n_atoms,
+        split=split,
+        ids=ids,
+        train_ids=train_ids,
+        shard_paths=[str(r.path) for r in readers],
+        no_graph=no_graph,
+        n_over_atom_cap=n_capped,
+    )
