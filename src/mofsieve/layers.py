@@ -170,7 +170,9 @@ class PairProjection(nn.Module):
             return F.linear(z, torch.cat([w_i, w_j, w_e], dim=1), bias)
         # The edge term is accumulated by the matrix product itself (beta = 1), not added
         # in a pass of its own.
-        out = gather_rows(F.linear(x, w_j), src).addmm_(edge_attr, w_e.t())
+        # (.to() is a no-op in float32; under autocast the in-place product needs one dtype)
+        out = gather_rows(F.linear(x, w_j), src)
+        out.addmm_(edge_attr.to(out.dtype), w_e.t().to(out.dtype))
         if degree:
             node_term = F.linear(x, w_i, bias).unsqueeze(1)
             return out.view(x.size(0), degree, -1).add_(node_term).view_as(out)
@@ -187,11 +189,11 @@ class PairProjection(nn.Module):
 
 def fused_kernels(x: Tensor, degree: int | None, training: bool) -> ModuleType | None:
     """The fused CPU kernels (:mod:`mofsieve.fused`) where they give this module's numbers:
-    inference (evaluation mode, no gradients) on float32 CPU tensors in the shards' regular
-    layout; else None."""
+    inference (evaluation mode, no gradients, no autocast to lower precision) on float32 CPU
+    tensors in the shards' regular layout; else None."""
     if training or not degree or torch.is_grad_enabled():
         return None
-    if x.device.type != "cpu" or x.dtype != torch.float32:
+    if x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
         return None
     return fused.kernels()
 
@@ -282,7 +284,7 @@ class EdgeConv(MessagePassing):
                 )
             pre = self.pair(x, edge_attr, edge_index, degree, affine=affine)
         # softplus' backward needs its input, not its output, so the residual adds in place.
-        return F.softplus(pre).add_(edge_attr)
+        return F.softplus(pre).add_(edge_attr.to(pre.dtype))
 
 
 def incoming_ptr(index: Tensor, num_nodes: int) -> Tensor | None:
