@@ -82,11 +82,17 @@ def density(atomic_number: np.ndarray, lattice: np.ndarray) -> float:
     return mass * _AMU_PER_A3_TO_G_PER_CM3 / cell_volume(lattice)
 
 
-def cell_descriptors(numbers: np.ndarray, cell: np.ndarray) -> dict[str, float]:
-    """All of ``CHEAP_DESCRIPTORS`` of a validated structure (see :func:`_validated`)."""
+def cell_descriptors(
+    numbers: np.ndarray, cell: np.ndarray, *, volume: float | None = None
+) -> dict[str, float]:
+    """All of ``CHEAP_DESCRIPTORS`` of a validated structure (see :func:`_validated`);
+    ``volume``: :func:`cell_volume` of ``cell`` when the caller has it."""
+    volume = cell_volume(cell) if volume is None else volume
     values: dict[str, float] = {}
     a, b, c, alpha, beta, gamma = lattice_parameters(cell)
     values.update(a=a, b=b, c=c, alpha=alpha, beta=beta, gamma=gamma)
-    values["volume_per_atom"] = cell_volume(cell) / len(numbers)
-    values["density"] = density(numbers, cell)
+    values["volume_per_atom"] = volume / len(numbers)
+    # density(numbers, cell), with the volume already at hand.
+    mass = float(_MASSES[numbers].sum())
+    values["density"] = mass * _AMU_PER_A3_TO_G_PER_CM3 / volume
     return values

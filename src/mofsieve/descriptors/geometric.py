@@ -1,9 +1,14 @@
 """Fast geometric pore descriptors: sampling estimates of CoRE MOF 2019's Zeo++ values,
-without Zeo++, deterministic, about 8 ms of CPU per CoRE MOF CIF in total
+without Zeo++, deterministic, about 1 ms of CPU per CoRE MOF CIF in total
 (bench/descriptors.py).
 
-They use numpy and pymatgen's compiled periodic neighbour search (``find_points_in_spheres``,
-as graphs.py), with Zeo++'s default radii table:
+Two implementations of the same estimators give the same numbers: compiled loops
+(``geometric_kernels.cpp`` through :mod:`mofsieve.descriptors.native`: periodic cell lists,
+no pair arrays), which run wherever they can be built, and numpy
+(:mod:`mofsieve.descriptors.geometric_numpy`: pymatgen's periodic neighbour search and array
+arithmetic, ~8 ms per CIF), which runs otherwise and is the reference the tests hold the
+compiled loops to. Both take their points, orientations and radii from here (Zeo++'s default
+radii table):
 
 - ``void_fraction_geometric``: the zero-probe void fraction (CoRE's ``AV_VF``): the share of
   4,096 quasi-random points per cell (R3 sequence, deterministic) inside no atom sphere.
@@ -26,11 +31,14 @@ searches (surface points: at least 12 per atom on big cells).
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from mofsieve.descriptors import native
 from mofsieve.descriptors.cell import cell_volume
 
 GEOMETRIC_DESCRIPTORS: tuple[str, ...] = (
@@ -90,7 +98,6 @@ FAST_GEOMETRY = GeometricSettings()
 # of x⁴ = x + 1 (the generalised golden ratio in 3-D; the plastic number is the 2-D one).
 _R3_RATIO = 1.2207440846057596
 _R3_STEP = np.array([1 / _R3_RATIO, 1 / _R3_RATIO**2, 1 / _R3_RATIO**3])
-_PBC = np.ones(3, dtype=np.int64)
 # Pattern-search moves: the 6 axis and 8 body-diagonal unit vectors.
 _PATTERN_DIRECTIONS = np.array(
     [
@@ -103,249 +110,104 @@ _PATTERN_DIRECTIONS = np.array(
     dtype=np.float64,
 )
 _PATTERN_DIRECTIONS /= np.linalg.norm(_PATTERN_DIRECTIONS, axis=1, keepdims=True)
-# Pairs per chunk of the surface-area products: with ≤ 200 points per atom, ≤ 1.6 MB.
-_SURFACE_PAIRS_PER_CHUNK = 2048
 
 
+@functools.cache
 def _quasi_random_fractions(count: int) -> np.ndarray:
-    return (0.5 + np.arange(1, count + 1)[:, None] * _R3_STEP) % 1.0
+    fractions = (0.5 + np.arange(1, count + 1)[:, None] * _R3_STEP) % 1.0
+    fractions.flags.writeable = False  # shared by every call
+    return fractions
 
 
-def _points_within(
-    atom_cart: np.ndarray, points: np.ndarray, cell: np.ndarray, radius: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(point index, atom index, image, distance) of every atom image within ``radius``."""
-    from pymatgen.optimization.neighbors import find_points_in_spheres
-
-    point_index, atom_index, images, distance = find_points_in_spheres(
-        atom_cart, np.ascontiguousarray(points), r=float(radius), pbc=_PBC, lattice=cell, tol=1e-8
-    )
-    return point_index.astype(np.int64), atom_index.astype(np.int64), images, distance
-
-
-def _surface_clearance(
-    atom_cart: np.ndarray,
-    radii: np.ndarray,
-    points: np.ndarray,
-    cell: np.ndarray,
-    search_radius: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per point: min over atoms of (distance − radius), and whether that minimum is exact.
-
-    Only atom images within ``search_radius`` are seen, so a value is exact when it is at most
-    ``search_radius − max(radii)`` (any unseen atom is further from its surface than that);
-    points that see no atom get that bound as value, marked inexact."""
-    bound = search_radius - float(radii.max())
-    clearance = np.full(len(points), bound)
-    if len(points):
-        point_index, atom_index, _, distance = _points_within(
-            atom_cart, points, cell, search_radius
-        )
-        np.minimum.at(clearance, point_index, distance - radii[atom_index])
-    return clearance, clearance < bound
-
-
-def _void_fraction_and_seeds(
-    atom_cart: np.ndarray, radii: np.ndarray, cell: np.ndarray, settings: GeometricSettings
-) -> tuple[float, np.ndarray]:
-    """Zero-probe void fraction, and the Cartesian seed points (outside every atom) for the
-    largest-sphere search."""
-    points = _quasi_random_fractions(settings.volume_points) @ cell
-    point_index, atom_index, _, distance = _points_within(
-        atom_cart, points, cell, float(radii.max())
-    )
-    inside = np.zeros(len(points), dtype=bool)
-    inside[point_index[distance < radii[atom_index]]] = True
-    seeds = points[: settings.lcd_seed_points][~inside[: settings.lcd_seed_points]]
-    return float(1.0 - inside.mean()), seeds
-
-
-def _largest_sphere_radius(
-    atom_cart: np.ndarray,
-    radii: np.ndarray,
-    cell: np.ndarray,
-    seeds: np.ndarray,
-    settings: GeometricSettings,
-) -> float:
-    """Radius of the largest sphere that overlaps no atom: the maximum over space of the
-    clearance f(p) = min_i(|p − x_i| − r_i), from the seed points and a local refinement."""
-    if len(seeds) == 0:
-        return 0.0
-    largest_radius = float(radii.max())
-    # Growing shells, as in graphs.py: most points are resolved by a small search, and only
-    # those still unresolved (all deeper than every resolved one) are searched further.
-    candidates, reach = seeds, 1.5
-    while True:
-        clearance, exact = _surface_clearance(
-            atom_cart, radii, candidates, cell, reach + largest_radius
-        )
-        if exact.all():
-            break
-        # The deepest points are among the unresolved ones; a fixed, evenly spread subset of
-        # them bounds the cost in very large cages.
-        deeper = candidates[~exact]
-        stride = max(1, len(deeper) // 256)
-        candidates, reach = deeper[::stride], reach * 2.0
-    order = np.argsort(-clearance, kind="stable")[: settings.lcd_refined_points]
-    points, values = candidates[order], clearance[order]
-
-    # Pattern search on the 26 neighbour directions with per-point step halving, each point
-    # kept within ``travel`` of where it started. f is 1-Lipschitz, so a trial point there
-    # has f ≤ f(start) + travel and its nearest surface belongs to an atom within
-    # f(start) + 2 travel + max radius of the start: those atoms, gathered once by one
-    # periodic search, make every later evaluation a small dense numpy computation.
-    seed_spacing = (cell_volume(cell) / settings.lcd_seed_points) ** (1 / 3)
-    travel = seed_spacing
-    start_index, atom_index, images, distance = _points_within(
-        atom_cart, points, cell, float(values.max()) + 2.0 * travel + largest_radius
-    )
-    relevant = distance - radii[atom_index] <= values[start_index] + 2.0 * travel
-    start_index, atom_index, images = (
-        start_index[relevant],
-        atom_index[relevant],
-        images[relevant],
-    )
-    order = np.argsort(start_index, kind="stable")
-    start_index, atom_index, images = start_index[order], atom_index[order], images[order]
-    slot = np.arange(len(start_index)) - np.searchsorted(start_index, start_index)
-    width = int(np.bincount(start_index, minlength=len(points)).max())
-    # Padded (points × local atoms) arrays; padding atoms sit far away with radius 0.
-    local_cart = np.full((len(points), width, 3), 1e4)
-    local_radii = np.zeros((len(points), width))
-    local_cart[start_index, slot] = atom_cart[atom_index] + images @ cell
-    local_radii[start_index, slot] = radii[atom_index]
-    # Distances from |t − a|² = |t|² + |a|² − 2 t·a, relative to each start point to keep
-    # the cancellation small: a batched matrix product instead of a 4-D difference array.
-    local_cart -= points[:, None, :]
-    local_cart_t = np.ascontiguousarray(local_cart.transpose(0, 2, 1))
-    local_square = np.einsum("pak,pak->pa", local_cart, local_cart)
-
-    position = np.zeros_like(points)  # relative to the start points
-    step = np.full(len(points), 0.5 * seed_spacing)
-    for _ in range(100):
-        active = np.flatnonzero(step >= settings.lcd_tolerance_a)
-        if not len(active):
-            break
-        trials = position[active, None, :] + step[active, None, None] * _PATTERN_DIRECTIONS
-        square = (
-            np.einsum("tdk,tdk->td", trials, trials)[:, :, None]
-            + local_square[active, None, :]
-            - 2.0 * np.matmul(trials, local_cart_t[active])
-        )
-        trial_values = np.min(
-            np.sqrt(np.maximum(square, 0.0)) - local_radii[active, None, :], axis=2
-        )
-        trial_values[np.einsum("tdk,tdk->td", trials, trials) > travel**2] = -np.inf
-        best = np.argmax(trial_values, axis=1)
-        best_values = trial_values[np.arange(len(active)), best]
-        improved = best_values > values[active] + 1e-9
-        moved, halved = active[improved], active[~improved]
-        position[moved] = trials[improved, best[improved]]
-        values[moved] = best_values[improved]
-        step[halved] *= 0.5
-    return max(0.0, float(values.max()))
-
-
+@functools.cache
 def _fibonacci_sphere(count: int) -> np.ndarray:
+    """``count`` unit vectors spread evenly over the sphere, float32 (as the products use
+    them); shared by every call."""
     k = np.arange(count) + 0.5
     z = 1.0 - 2.0 * k / count
     ring = np.sqrt(1.0 - z * z)
     azimuth = k * math.pi * (3.0 - math.sqrt(5.0))
-    return np.stack([ring * np.cos(azimuth), ring * np.sin(azimuth), z], axis=1)
+    directions = np.stack([ring * np.cos(azimuth), ring * np.sin(azimuth), z], axis=1)
+    directions = directions.astype(np.float32)
+    directions.flags.writeable = False
+    return directions
 
 
-def _random_rotations(count: int, rng: np.random.Generator) -> np.ndarray:
-    # Uniform random rotations from normalised Gaussian quaternions (Shoemake).
-    w, x, y, z = rng.normal(size=(4, count))
-    norm = np.sqrt(w * w + x * x + y * y + z * z)
-    w, x, y, z = w / norm, x / norm, y / norm, z / norm
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        axis=1,
+def _surface_points_per_atom(count: int, settings: GeometricSettings) -> int:
+    """Surface points per atom: the cell's budget split evenly, within the per-atom bounds."""
+    share = settings.surface_points // count
+    return min(
+        max(share, settings.surface_points_min_per_atom), settings.surface_points_max_per_atom
     )
 
 
-def _surface_area_a2(
-    atom_cart: np.ndarray, radii: np.ndarray, cell: np.ndarray, settings: GeometricSettings
-) -> float:
-    """Probe-accessible surface area (Å²) per cell: the part of each atom's sphere of radius
-    r + probe that lies inside no other atom's expanded sphere."""
-    expanded = radii + settings.surface_probe_radius
-    count = len(atom_cart)
-    per_atom = int(
-        np.clip(
-            settings.surface_points // count,
-            settings.surface_points_min_per_atom,
-            settings.surface_points_max_per_atom,
-        )
-    )
-    directions = _fibonacci_sphere(per_atom)
+def _rotation_draws(count: int, settings: GeometricSettings) -> np.ndarray:
+    """The seeded Gaussian draws (4 × atoms) that make each atom's random orientation:
+    ``default_rng(seed).normal(size=(4, count))``, sliced from a cached stream (a Generator
+    draws them one after another, so a shorter draw is a prefix of a longer one; the tests
+    compare with the numpy implementation, which draws them afresh)."""
+    length = 1 << max(14, (4 * count - 1).bit_length())
+    return _normal_stream(settings.seed, length)[: 4 * count].reshape(4, count)
 
-    # Overlapping pairs (d < R_i + R_j), searched per distinct centre radius so that the
-    # search radius is R_i + max R rather than 2 max R (a third fewer pairs for C/H/O).
-    centre_parts, neighbour_parts, vector_parts = [], [], []
-    largest = float(expanded.max())
-    for value in np.unique(expanded):
-        centres = np.flatnonzero(expanded == value)
-        local, neighbour, images, distance = _points_within(
-            atom_cart, atom_cart[centres], cell, value + largest
-        )
-        centre = centres[local]
-        overlapping = (distance < value + expanded[neighbour]) & (distance > 1e-8)
-        centre, neighbour, images = centre[overlapping], neighbour[overlapping], images[overlapping]
-        vector_parts.append(atom_cart[neighbour] + images @ cell - atom_cart[centre])
-        centre_parts.append(centre)
-        neighbour_parts.append(neighbour)
-    centre = np.concatenate(centre_parts)
-    neighbour = np.concatenate(neighbour_parts)
-    vector = np.concatenate(vector_parts)
-    order = np.argsort(centre, kind="stable")
-    centre, neighbour, vector = centre[order], neighbour[order], vector[order]
 
-    # A point u on atom i's expanded sphere lies in atom j's when u·n_ij > t_ij (a spherical
-    # cap), with n_ij the unit vector from i to j and t_ij from the law of cosines; as one
-    # float32 product: [n_ij, −t_ij] · [u, 1] > 0.
-    distance = np.linalg.norm(vector, axis=1)
-    own, other = expanded[centre], expanded[neighbour]
-    threshold = (distance**2 + own**2 - other**2) / (2.0 * distance * own)
-    # Each atom's points get their own seeded random orientation: the estimate is then
-    # unbiased and free of the aliasing that one shared point set has with the crystal's
-    # symmetry (measured: mean error vs Zeo++ 20 % lower than one orientation per structure).
-    # Rotating the pair normals by the inverse is the same and cheaper.
-    rotations = _random_rotations(count, np.random.default_rng(settings.seed))
-    caps = np.empty((len(centre), 4), dtype=np.float32)
-    caps[:, :3] = np.einsum("pk,pkl->pl", vector / distance[:, None], rotations[centre])
-    caps[:, 3] = -threshold
-    points = np.ones((4, per_atom), dtype=np.float32)
-    points[:3] = directions.T
+@functools.cache
+def _normal_stream(seed: int, length: int) -> np.ndarray:
+    stream = np.random.default_rng(seed).normal(size=length)
+    stream.flags.writeable = False
+    return stream
 
-    # Chunks of pairs, cut at atom boundaries, through reused buffers: the products stay in
-    # cache and no large array is allocated per structure.
-    exposed = np.ones((count, per_atom), dtype=bool)
-    starts = np.searchsorted(centre, np.arange(count + 1))
-    chunk = max(_SURFACE_PAIRS_PER_CHUNK, int(np.diff(starts).max()))
-    product = np.empty((chunk, per_atom), dtype=np.float32)
-    buried = np.empty((chunk, per_atom), dtype=bool)
-    atom_start = 0
-    while atom_start < count:
-        atom_end = int(np.searchsorted(starts, starts[atom_start] + chunk, side="right")) - 1
-        atom_end = min(count, max(atom_start + 1, atom_end))
-        lo, hi = int(starts[atom_start]), int(starts[atom_end])
-        if hi > lo:
-            rows = hi - lo
-            np.matmul(caps[lo:hi], points, out=product[:rows])
-            np.greater(product[:rows], 0.0, out=buried[:rows])
-            has_pairs = atom_start + np.flatnonzero(np.diff(starts[atom_start : atom_end + 1]))
-            exposed[has_pairs] = ~np.logical_or.reduceat(
-                buried[:rows], starts[has_pairs] - lo, axis=0
-            )
-        atom_start = atom_end
+
+def _area_from_exposed(expanded: np.ndarray, exposed: np.ndarray, per_atom: int) -> float:
+    """Å² from each atom's count of exposed points (``exposed.mean(axis=1)`` of the boolean
+    table, the same float64 numbers)."""
     sphere_areas = 4.0 * math.pi * expanded**2
-    return float(sphere_areas @ exposed.mean(axis=1))
+    return float(sphere_areas @ (exposed / per_atom))
+
+
+def _compiled(
+    library: ctypes.CDLL,
+    atom_cart: np.ndarray,
+    radii: np.ndarray,
+    cell: np.ndarray,
+    volume: float,
+    wanted: frozenset[str],
+    settings: GeometricSettings,
+) -> dict[str, float]:
+    """The descriptors ``wanted`` from the compiled loops (native.py), one call; the same
+    numbers as :func:`mofsieve.descriptors.geometric_numpy.pore_descriptors`."""
+    pores = bool(wanted & {"void_fraction_geometric", "largest_sphere_diameter_geometric"})
+    want_lcd = "largest_sphere_diameter_geometric" in wanted
+    surface = bool(wanted & {"surface_area_m2_cm3_geometric", "surface_area_m2_g_geometric"})
+    count = len(radii)
+    per_atom = _surface_points_per_atom(count, settings)
+    points = _quasi_random_fractions(settings.volume_points) @ cell if pores else None
+    inside, radius, exposed = native.geometric(
+        library,
+        atom_cart,
+        radii,
+        cell,
+        points=points,
+        want_largest_sphere=want_lcd,
+        seed_points=settings.lcd_seed_points,
+        refined_points=settings.lcd_refined_points,
+        tolerance=settings.lcd_tolerance_a,
+        travel=(volume / settings.lcd_seed_points) ** (1 / 3),
+        pattern=_PATTERN_DIRECTIONS,
+        probe=settings.surface_probe_radius if surface else None,
+        rotation_draws=_rotation_draws(count, settings),
+        surface_directions=_fibonacci_sphere(per_atom),
+    )
+    values: dict[str, float] = {}
+    if pores:
+        values["void_fraction_geometric"] = 1.0 - inside / settings.volume_points
+    if want_lcd:
+        values["largest_sphere_diameter_geometric"] = 2.0 * radius
+    if exposed is not None:
+        expanded = radii + settings.surface_probe_radius
+        area = _area_from_exposed(expanded, exposed, per_atom)
+        # Å²/Å³ = 1e-20 m² / 1e-24 cm³.
+        values["surface_area_m2_cm3_geometric"] = area / volume * 1e4
+    return values
 
 
 def geometric_descriptors(
@@ -354,19 +216,18 @@ def geometric_descriptors(
     cell: np.ndarray,
     wanted: frozenset[str],
     settings: GeometricSettings = FAST_GEOMETRY,
+    *,
+    volume: float | None = None,
 ) -> dict[str, float]:
-    """The fast pore descriptors (see the module docstring) that ``wanted`` names."""
+    """The fast pore descriptors (see the module docstring) that ``wanted`` names: compiled
+    where the kernels can be built, numpy otherwise (the same numbers). ``volume``: the
+    cell's, :func:`~mofsieve.descriptors.cell.cell_volume`, when the caller has it."""
     radii = _ZEO_RADII_A[numbers]
     atom_cart = (frac - np.floor(frac)) @ cell
-    values: dict[str, float] = {}
-    if wanted & {"void_fraction_geometric", "largest_sphere_diameter_geometric"}:
-        void_fraction, seeds = _void_fraction_and_seeds(atom_cart, radii, cell, settings)
-        values["void_fraction_geometric"] = void_fraction
-        if "largest_sphere_diameter_geometric" in wanted:
-            radius = _largest_sphere_radius(atom_cart, radii, cell, seeds, settings)
-            values["largest_sphere_diameter_geometric"] = 2.0 * radius
-    if wanted & {"surface_area_m2_cm3_geometric", "surface_area_m2_g_geometric"}:
-        # Å²/Å³ = 1e-20 m² / 1e-24 cm³.
-        area = _surface_area_a2(atom_cart, radii, cell, settings)
-        values["surface_area_m2_cm3_geometric"] = area / cell_volume(cell) * 1e4
-    return values
+    library = native.kernels()
+    if library is None:
+        from mofsieve.descriptors.geometric_numpy import pore_descriptors
+
+        return pore_descriptors(atom_cart, radii, cell, wanted, settings)
+    volume = cell_volume(cell) if volume is None else volume
+    return _compiled(library, atom_cart, radii, cell, volume, wanted, settings)
