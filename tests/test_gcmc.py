@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import re
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mofsieve import gcmc
+from mofsieve import forcefield, gcmc
 from mofsieve.cli import main
 from mofsieve.structures import parse_cif
 
@@ -43,28 +44,28 @@ def flagged_csv(tmp_path: Path, cifs: dict[str, str]) -> Path:
 
 
 def test_uff_parameters_are_the_published_lennard_jones_values() -> None:
-    eps, sigma = gcmc.uff_lennard_jones("C")  # x = 3.851 Å, D = 0.105 kcal/mol
+    eps, sigma = forcefield.uff_lennard_jones("C")  # x = 3.851 Å, D = 0.105 kcal/mol
     assert sigma == pytest.approx(3.43085, abs=1e-4)
     assert eps == pytest.approx(52.838, abs=1e-2)
-    eps, sigma = gcmc.uff_lennard_jones("Zn")  # x = 2.763 Å, D = 0.124 kcal/mol
+    eps, sigma = forcefield.uff_lennard_jones("Zn")  # x = 2.763 Å, D = 0.124 kcal/mol
     assert sigma == pytest.approx(2.46155, abs=1e-4)
     assert eps == pytest.approx(62.40, abs=1e-2)
-    assert len(gcmc.UFF_X_D) == 103
+    assert len(forcefield.UFF_X_D) == 103
 
 
 def test_unknown_element_is_refused() -> None:
-    with pytest.raises(gcmc.GcmcError, match="Og"):
-        gcmc.uff_lennard_jones("Og")
+    with pytest.raises(forcefield.ForceFieldError, match="no UFF parameters for element 'Og'"):
+        forcefield.uff_lennard_jones("Og")
 
 
 def test_unit_cells_use_perpendicular_widths_not_lengths() -> None:
     cubic = np.diag([10.0, 10.0, 30.0])
-    assert gcmc.unit_cells(cubic, 12.0) == (3, 3, 1)
-    assert gcmc.unit_cells(np.diag([24.0, 24.0, 24.0]), 12.0) == (1, 1, 1)
+    assert forcefield.unit_cells(cubic, 12.0) == (3, 3, 1)
+    assert forcefield.unit_cells(np.diag([24.0, 24.0, 24.0]), 12.0) == (1, 1, 1)
     # hexagonal a = b = 13 Å: lengths say 2 copies, but the width is 13 sin 60° = 11.26 Å
     hexagonal = np.array([[13.0, 0, 0], [-6.5, 13.0 * np.sqrt(3) / 2, 0], [0, 0, 30.0]])
-    assert gcmc.perpendicular_widths(hexagonal)[0] == pytest.approx(11.258, abs=1e-3)
-    assert gcmc.unit_cells(hexagonal, 12.0) == (3, 3, 1)
+    assert forcefield.perpendicular_widths(hexagonal)[0] == pytest.approx(11.258, abs=1e-3)
+    assert forcefield.unit_cells(hexagonal, 12.0) == (3, 3, 1)
 
 
 def test_folder_per_flagged_mof_with_charged_p1_cif_and_raspa_inputs(tmp_path: Path) -> None:
@@ -190,3 +191,99 @@ def test_charges_csv_has_one_row_per_flagged_mof(tmp_path: Path) -> None:
         "A,ok,0.000000,1x1x1,\n",
     ]
     assert len(lines) == 3 and lines[2].startswith("B,unreadable,,,no atom sites")
+
+
+# Keys RASPA3 3.1.0's readers accept (src/raspakit/input_reader.cpp generalOptions,
+# systemOptions, componentOptions; forcefield.cpp ForceField::options), the subset a CO2 deck
+# can use; any other key makes RASPA3 3.1.0 stop with "Unknown input".
+RASPA3_GENERAL = {"SimulationType", "Units", "ForceField", "RandomSeed", "NumberOfCycles",
+                  "NumberOfInitializationCycles", "NumberOfEquilibrationCycles", "PrintEvery",
+                  "Components", "Systems"}  # fmt: skip
+RASPA3_SYSTEM = {"ForceField", "CutOff", "CutOffVDW", "CutOffCoulomb", "ChargeMethod", "Type",
+                 "ExternalTemperature", "ExternalPressure", "UseChargesFrom", "Name",
+                 "NumberOfUnitCells", "HeliumVoidFraction"}  # fmt: skip
+RASPA3_COMPONENT = {"Name", "Type", "TranslationProbability", "RotationProbability",
+                    "ReinsertionProbability", "SwapProbability", "WidomProbability",
+                    "CreateNumberOfMolecules", "FugacityCoefficient"}  # fmt: skip
+RASPA3_FORCE_FIELD = {"MixingRule", "TruncationMethod", "TailCorrections", "CutOffVDW",
+                      "CutOffCoulomb", "ChargeMethod", "PseudoAtoms", "SelfInteractions",
+                      "BinaryInteractions", "EwaldPrecision"}  # fmt: skip
+
+
+def test_raspa3_json_decks_parse_and_carry_the_same_simulation(tmp_path: Path) -> None:
+    flagged = flagged_csv(
+        tmp_path, {"HEX": cif(13.0, [0.8, -0.8], gamma=120.0), "NOQ": cif(25.0, None)}
+    )
+    out = tmp_path / "gcmc"
+    assert main(["gcmc", "--flagged", str(flagged), "--out", str(out), "--pressure", "0.15",
+                 "16", "--cycles", "500", "--init-cycles", "100"]) == 0  # fmt: skip
+    raw = (out / "HEX" / "simulation.json").read_text()
+    sim = json.loads(raw)
+    assert set(sim) <= RASPA3_GENERAL
+    assert sim["SimulationType"] == "MonteCarlo"
+    assert sim["NumberOfCycles"] == 500 and sim["NumberOfInitializationCycles"] == 100
+    systems = sim["Systems"]
+    assert [s["ExternalPressure"] for s in systems] == [1.5e4, 1.6e6]
+    for system in systems:
+        assert set(system) <= RASPA3_SYSTEM
+        assert system["Type"] == "Framework" and system["Name"] == "HEX"
+        assert system["NumberOfUnitCells"] == [3, 3, 1]
+        assert system["UseChargesFrom"] == "CIF_File" and system["ChargeMethod"] == "Ewald"
+        assert system["ExternalTemperature"] == 298.0
+        # RASPA3 reads these only when they are JSON floats (is_number_float)
+        assert isinstance(system["CutOffVDW"], float) and system["CutOffVDW"] == 12.0
+    (component,) = sim["Components"]
+    assert set(component) <= RASPA3_COMPONENT and component["Name"] == "CO2"
+    assert all(isinstance(v, float) for k, v in component.items() if k.endswith("Probability"))
+    assert component["SwapProbability"] == 1.0 and component["CreateNumberOfMolecules"] == 0
+
+    field = json.loads((out / "HEX" / "force_field.json").read_text())
+    assert set(field) <= RASPA3_FORCE_FIELD
+    assert field["MixingRule"] == "Lorentz-Berthelot" and field["TruncationMethod"] == "shifted"
+    assert field["TailCorrections"] is False and field["CutOffVDW"] == 12.0
+    names = [a["name"] for a in field["PseudoAtoms"]]
+    assert names == ["O", "Zn", "C_co2", "O_co2"]
+    assert [a["framework"] for a in field["PseudoAtoms"]] == [True, True, False, False]
+    assert [a["charge"] for a in field["PseudoAtoms"]] == [0.0, 0.0, 0.70, -0.35]
+    lj = {s["name"]: s["parameters"] for s in field["SelfInteractions"]}
+    assert lj["Zn"] == pytest.approx([62.40, 2.46155], abs=1e-2)  # UFF x 2.763 Å, D 0.124
+    assert lj["C_co2"] == [27.0, 2.8] and lj["O_co2"] == [79.0, 3.05]  # TraPPE
+    # RASPA3 maps a CIF label to the pseudo atom of that name, or of the name without digits
+    labels = [ln.split()[0] for ln in (out / "HEX" / "HEX.cif").read_text().splitlines()
+              if ln.startswith(("Zn", "O"))]  # fmt: skip
+    assert {re.sub(r"\d", "", label) for label in labels} <= set(names)
+
+    co2 = json.loads((out / "HEX" / "CO2.json").read_text())
+    assert co2["CriticalTemperature"] == 304.1282 and co2["CriticalPressure"] == 7377300.0
+    assert co2["AcentricFactor"] == 0.22394 and co2["Type"] == "rigid"
+    assert co2["pseudoAtoms"] == [["O_co2", [0.0, 0.0, 1.16]], ["C_co2", [0.0, 0.0, 0.0]],
+                                  ["O_co2", [0.0, 0.0, -1.16]]]  # fmt: skip
+
+    # without CIF charges the framework atoms take their pseudo atoms' charge, 0
+    noq = json.loads((out / "NOQ" / "simulation.json").read_text())
+    assert {s["UseChargesFrom"] for s in noq["Systems"]} == {"PseudoAtoms"}
+
+
+def test_raspa2_and_raspa3_decks_and_simulate_share_one_force_field(tmp_path: Path) -> None:
+    """The RASPA2 mixing file, RASPA3's force_field.json and the engine's pseudo atoms all
+    come from mofsieve.forcefield: the same numbers everywhere."""
+    from mofsieve.raspa3_decks import force_field_json
+
+    elements = ["Cu", "O", "C", "H"]
+    raspa2 = {
+        ln.split()[0]: [float(ln.split()[2]), float(ln.split()[3])]
+        for ln in gcmc.mixing_rules_def(elements).splitlines()
+        if "lennard-jones" in ln
+    }
+    raspa3 = {s["name"]: s["parameters"] for s in force_field_json(elements)["SelfInteractions"]}
+    engine = {a.name: [a.epsilon_k, a.sigma] for a in
+              forcefield.framework_pseudo_atoms(elements) + forcefield.co2_pseudo_atoms()}  # fmt: skip
+    assert sorted(raspa2) == sorted(raspa3) == sorted(engine) == [
+        "C", "C_co2", "Cu", "H", "O", "O_co2"
+    ]  # fmt: skip
+    for name in engine:
+        assert raspa2[name] == pytest.approx(engine[name], abs=1e-5)
+        assert raspa3[name] == pytest.approx(engine[name], abs=1e-6)
+    masses = {ln.split()[0]: float(ln.split()[5]) for ln in
+              gcmc.pseudo_atoms_def(elements).splitlines()[3:]}  # fmt: skip
+    assert masses["Cu"] == pytest.approx(forcefield.element_mass("Cu"), abs=1e-5)

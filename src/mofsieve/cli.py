@@ -23,6 +23,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "predict": ("mofsieve.predict", "predict a target for every graph in some shards"),
     "rank": ("mofsieve.rank", "gather predictions, rank them and flag the top fraction"),
     "gcmc": ("mofsieve.gcmc", "write RASPA inputs and an sbatch array for flagged MOFs"),
+    "simulate": ("mofsieve.simulate", "run GCMC of CO2 (RASPA3, in-process) in each MOF"),
     "report": ("mofsieve.report", "write a self-contained HTML report of a screening run"),
 }
 
