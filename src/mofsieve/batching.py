@@ -10,26 +10,61 @@ for several atoms each (``multiplicity``).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch_geometric.data import Batch, Data
 
+from mofsieve.graph_columns import ORBITAL_NEIGHBOUR_SUM, REVERSE_EDGES
 from mofsieve.store import CrystalGraph, ShardReader
 
 
+class CrystalData(Data):
+    """PyG Data whose ``edge_reverse`` (an edge's reverse edge, :mod:`mofsieve.graph_columns`)
+    is offset by the edges of the graphs before it when batched, as ``edge_index`` is by
+    their atoms."""
+
+    def __inc__(self, key: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if key == "edge_reverse":
+            return self.edge_index.size(1)
+        return super().__inc__(key, value, *args, **kwargs)
+
+
 def graph_to_data(
-    graph: CrystalGraph, global_index: Sequence[int] | None, y: float | None = None
+    graph: CrystalGraph,
+    global_index: Sequence[int] | None,
+    y: float | None = None,
+    columns: Sequence[str] = (),
 ) -> Data:
     """A lean PyG Data for the model: atomic numbers, charges, lattice, edges with distances,
-    the model's global features (columns ``global_index`` of the shard's) and the label."""
-    data = Data(
+    the model's global features (columns ``global_index`` of the shard's) and the label.
+
+    ``columns`` are the optional graph columns the model needs: ``reverse_edges`` appends
+    the added edges to ``edge_index``/``edge_dist`` and sets ``edge_reverse``;
+    ``orbital_neighbour_sum`` sets ``orbital_sum`` (N×32). Without them the Data is exactly
+    what it always was."""
+    src, dst, dist = graph.edge_src, graph.edge_dst, graph.edge_dist
+    extra: dict[str, torch.Tensor] = {}
+    if REVERSE_EDGES in columns:
+        if graph.edge_reverse is None:
+            raise ValueError(f"{graph.mof_id}: the graph has no reverse_edges column")
+        src = np.concatenate([src, graph.extra_edge_src])
+        dst = np.concatenate([dst, graph.extra_edge_dst])
+        dist = np.concatenate([dist, graph.extra_edge_dist])
+        extra["edge_reverse"] = torch.from_numpy(graph.edge_reverse.astype(np.int64))
+    if ORBITAL_NEIGHBOUR_SUM in columns:
+        if graph.orbital_neighbour_sum is None:
+            raise ValueError(f"{graph.mof_id}: the graph has no orbital_neighbour_sum column")
+        extra["orbital_sum"] = torch.from_numpy(graph.orbital_neighbour_sum.astype(np.float32))
+    data = CrystalData(
         z=torch.from_numpy(graph.atomic_number.astype(np.int64)),
         charge=torch.from_numpy(graph.charge.astype(np.float32)),
         lattice=torch.from_numpy(graph.lattice.astype(np.float32)).unsqueeze(0),
-        edge_index=torch.from_numpy(np.stack([graph.edge_src, graph.edge_dst]).astype(np.int64)),
-        edge_dist=torch.from_numpy(graph.edge_dist.astype(np.float32)),
+        edge_index=torch.from_numpy(np.stack([src, dst]).astype(np.int64)),
+        edge_dist=torch.from_numpy(dist.astype(np.float32)),
         num_nodes=graph.n_atoms,
+        **extra,
     )
     if global_index:
         values = np.asarray(graph.global_features, dtype=np.float32)[list(global_index)]
@@ -96,17 +131,20 @@ def iter_shard_batches(
     global_index: Sequence[int],
     batch_atoms: int,
     merge_rounds: int | None = None,
+    columns: Sequence[str] = (),
 ) -> Iterator[tuple[list[int], Batch, np.ndarray | None]]:
     """Consecutive graphs of one shard, batched by total atom count.
 
     With ``merge_rounds`` (the model's number of layers), each graph first has its equivalent
     atoms merged (:func:`merged_graph_data`) and batches are packed by rows; the third item
     maps every atom of the group's graphs, in order, to its row of the batch (None without
-    merging).
+    merging). ``columns``: the optional graph columns the model reads (no merging then).
     """
+    if columns and merge_rounds is not None:
+        raise ValueError("equivalent atoms are merged only for models without graph columns")
     if merge_rounds is None:
         for group in pack_by_atoms(np.diff(reader.node_ptr), batch_atoms, range(len(reader))):
-            datas = [graph_to_data(reader.graph(i), global_index) for i in group]
+            datas = [graph_to_data(reader.graph(i), global_index, columns=columns) for i in group]
             yield group, Batch.from_data_list(datas), None
         return
     merged = [

@@ -24,11 +24,15 @@ class FeaturizationParams:
     max_neighbors: int = 12
     atom_features: str = "atomic_number,charge"
     global_feature_names: tuple[str, ...] = field(default_factory=tuple)
+    # Optional shard columns (mofsieve.graph_columns: "reverse_edges",
+    # "orbital_neighbour_sum"); they add to the nearest-neighbour graph, never change it.
+    columns: tuple[str, ...] = field(default_factory=tuple)
 
     def to_attrs(self) -> dict[str, object]:
-        """HDF5 attributes (the global feature names as one JSON list)."""
+        """HDF5 attributes (global feature names and columns each as one JSON list)."""
         attrs = asdict(self)
         attrs["global_feature_names"] = json.dumps(list(self.global_feature_names))
+        attrs["columns"] = json.dumps(list(self.columns))
         return attrs
 
     @classmethod
@@ -38,16 +42,21 @@ class FeaturizationParams:
             max_neighbors=int(attrs["max_neighbors"]),  # type: ignore[call-overload]
             atom_features=str(attrs["atom_features"]),
             global_feature_names=tuple(json.loads(str(attrs["global_feature_names"]))),
+            columns=tuple(json.loads(str(attrs.get("columns", "[]")))),  # format 1: none
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The ``featurization`` object of ``model.json``."""
-        return {
+        """The ``featurization`` object of ``model.json`` (``columns`` only when there are
+        any: a model without them writes the ``model.json`` it always did)."""
+        out: dict[str, Any] = {
             "cutoff": self.cutoff,
             "max_neighbors": self.max_neighbors,
             "atom_features": self.atom_features,
             "global_feature_names": list(self.global_feature_names),
         }
+        if self.columns:
+            out["columns"] = list(self.columns)
+        return out
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> FeaturizationParams:
@@ -56,13 +65,15 @@ class FeaturizationParams:
             max_neighbors=int(d["max_neighbors"]),
             atom_features=str(d["atom_features"]),
             global_feature_names=tuple(d["global_feature_names"]),
+            columns=tuple(d.get("columns", ())),
         )
 
     def check_compatible(self, other: FeaturizationParams, what: str = "graphs") -> None:
         """Raise :class:`FeaturizationMismatch` naming the first parameter that differs.
 
         ``self`` is what a model expects; ``other`` is what the graphs were made with. Graphs
-        may carry global features the model does not use, but not lack any it needs.
+        may carry global features and columns the model does not use, but not lack any it
+        needs.
         """
         for name in ("cutoff", "max_neighbors", "atom_features"):
             want, got = getattr(self, name), getattr(other, name)
@@ -78,4 +89,11 @@ class FeaturizationParams:
                 f"{what} lack global features {missing} that the model needs "
                 f"(they have {list(other.global_feature_names)}); featurize again with "
                 "`mofsieve featurize --model MODEL_DIR …`"
+            )
+        lacking = [c for c in self.columns if c not in other.columns]
+        if lacking:
+            raise FeaturizationMismatch(
+                f"{what} lack the graph column(s) {lacking} that the model needs (they have "
+                f"{list(other.columns)}); featurize again with `mofsieve featurize --model "
+                f"MODEL_DIR …` or `--columns {','.join(self.columns)}`"
             )

@@ -24,7 +24,7 @@ from mofsieve.atomic import atomic_output
 from mofsieve.batching import iter_batches
 from mofsieve.evaluation import predict_standardised
 from mofsieve.metrics import regression_metrics
-from mofsieve.model import AECGCNN, ModelConfig
+from mofsieve.model import CrystalRegressor, build_model
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def _learning_rate(settings: FitSettings, progress: float) -> float:
 
 def fit_member(
     k: int,
-    config: ModelConfig,
+    config: Any,
     settings: FitSettings,
     train_data: Sequence[Any],
     val_data: Sequence[Any],
@@ -75,7 +75,7 @@ def fit_member(
     descriptor_stats: torch.Tensor | None,
     device: torch.device,
     ckpt_dir: Path,
-) -> tuple[AECGCNN, dict[str, Any]]:
+) -> tuple[CrystalRegressor, dict[str, Any]]:
     """Train member ``k`` (or resume it), return it at its best validation epoch."""
     seed = settings.seed + k
     select = [
@@ -87,7 +87,7 @@ def fit_member(
     y_select = y_val[select]
     ckpt_path = checkpoint_path(ckpt_dir, k)
     torch.manual_seed(seed)
-    model = AECGCNN(config)
+    model = build_model(config)
     if descriptor_stats is not None:
         model.fit_descriptor_scaling(descriptor_stats)
     model.to(device)
@@ -192,7 +192,7 @@ def fit_member(
 
 
 def _train_epoch(
-    model: AECGCNN,
+    model: CrystalRegressor,
     optimizer: torch.optim.Optimizer,
     train_data: Sequence[Any],
     batch_atoms: int,
@@ -218,7 +218,7 @@ def _train_epoch(
 
 def save_checkpoint(
     path: Path,
-    model: AECGCNN,
+    model: CrystalRegressor,
     optimizer: torch.optim.Optimizer,
     best_state: dict[str, torch.Tensor] | None,
     history: dict[str, Any],

@@ -94,6 +94,11 @@ class ModelConfig:
         if self.conv == "cgcnn" and self.heads != 1:
             raise ValueError("the CGCNN convolution has no heads; use conv='attention'")
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The optional graph columns this model reads: none."""
+        return ()
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["global_features"] = list(self.global_features)
@@ -178,38 +183,22 @@ def multiplicity(data: Any) -> Tensor | None:
     return getattr(data, "multiplicity", None)
 
 
-class AECGCNN(nn.Module):
-    """Crystal graph → one standardised target value per crystal.
+class CrystalRegressor(nn.Module):
+    """What every architecture shares around its graph layers: the optional partial-charge
+    term of the atom input, the crystal descriptors (cell, shard globals) standardised by
+    buffers, and the MLP head. The config must have ``use_charge``, ``charge_dropout``,
+    ``use_cell``, ``global_features`` and ``mlp_hidden``."""
 
-    ``forward(data)`` takes a PyG batch with ``z``, ``edge_index``, ``edge_dist``, ``batch``
-    and, as the config needs them, ``charge``, ``lattice``, ``global_features`` (already in
-    the order of ``config.global_features``), and optionally ``multiplicity`` (rows standing
-    for several equivalent atoms, see :func:`multiplicity`). Descriptor standardisation lives
-    in buffers, so it travels with the weights.
-    """
+    ARCHITECTURE = ""
+    config: Any
 
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.config = config
-        cfg = config
-        self.rbf = GaussianExpansion(0.0, cfg.rbf_stop, cfg.rbf_step)
-        self.embed = nn.Embedding(MAX_Z, cfg.atom_dim)
-        if cfg.use_charge:
+    def _init_charge(self, atom_dim: int) -> None:
+        if self.config.use_charge:
             self.charge_rbf = GaussianExpansion(-2.0, 2.0, 0.25)
-            self.charge_embed = nn.Linear(self.charge_rbf.num_features + 1, cfg.atom_dim)
-        edge_dim = self.rbf.num_features
-        if cfg.edge_update:
-            self.edge_embed = nn.Linear(edge_dim, cfg.edge_dim)
-            edge_dim = cfg.edge_dim
-            self.edge_convs = nn.ModuleList(
-                EdgeConv(cfg.atom_dim, edge_dim) for _ in range(cfg.num_layers)
-            )
-        self.convs = nn.ModuleList(self._conv(edge_dim) for _ in range(cfg.num_layers))
-        self.readout = (
-            READOUTS[cfg.readout](cfg.atom_dim)
-            if cfg.readout == "attention"
-            else READOUTS[cfg.readout]()
-        )
+            self.charge_embed = nn.Linear(self.charge_rbf.num_features + 1, atom_dim)
+
+    def _init_head(self, pooled_dim: int) -> None:
+        cfg = self.config
         n_cell = len(CELL_FEATURE_NAMES) if cfg.use_cell else 0
         n_global = len(cfg.global_features)
         self.register_buffer("masses", _atomic_masses(), persistent=False)
@@ -217,26 +206,21 @@ class AECGCNN(nn.Module):
         self.register_buffer("cell_std", torch.ones(n_cell))
         self.register_buffer("global_mean", torch.zeros(n_global))
         self.register_buffer("global_std", torch.ones(n_global))
-        self.mlp_in = nn.Linear(cfg.atom_dim + n_cell + n_global, cfg.mlp_hidden)
+        self.mlp_in = nn.Linear(pooled_dim + n_cell + n_global, cfg.mlp_hidden)
         self.mlp_out = nn.Linear(cfg.mlp_hidden, 1)
 
-    def _conv(self, edge_dim: int) -> nn.Module:
-        cfg = self.config
-        if cfg.conv == "cgcnn":
-            return CGConv(cfg.atom_dim, edge_dim)
-        if cfg.heads == 1:
-            return GraphAttentionConv(cfg.atom_dim, edge_dim)
-        if cfg.head_combine == "mean":
-            return MultiHeadAttentionConv(cfg.atom_dim, edge_dim, heads=cfg.heads)
-        return HeadAttentionConv(cfg.atom_dim, edge_dim, heads=cfg.heads)
-
-    def set_per_edge(self, per_edge: bool) -> None:
-        """Switch every layer to the straightforward per-edge concatenation (benchmarks)."""
-        for module in self.modules():
-            if isinstance(module, PairProjection):
-                module.per_edge = per_edge
-
-    # -- descriptors -------------------------------------------------------------------------
+    def add_charge(self, x: Tensor, data: Any) -> Tensor:
+        """``x + Linear(rbf(q)·has_q ⊕ has_q)`` (charges hidden for a share of the crystals
+        in training), or ``x`` when the config uses no charges."""
+        if not self.config.use_charge:
+            return x
+        has_charge = ~torch.isnan(data.charge)
+        if self.training and self.config.charge_dropout > 0:
+            hidden = torch.rand(int(data.num_graphs), device=x.device) < self.config.charge_dropout
+            has_charge = has_charge & ~hidden[data.batch]
+        q = torch.where(has_charge, data.charge, torch.zeros_like(data.charge))
+        flag = has_charge.to(x.dtype).unsqueeze(-1)
+        return x + self.charge_embed(torch.cat([self.charge_rbf(q) * flag, flag], dim=-1))
 
     def raw_descriptors(self, data: Any) -> Tensor | None:
         """Unstandardised G×D descriptors (cell, then shard globals), or None if none used."""
@@ -260,21 +244,71 @@ class AECGCNN(nn.Module):
         self.global_mean.copy_(mean[n_cell:])
         self.global_std.copy_(std[n_cell:])
 
+    def head(self, pooled: Tensor, data: Any) -> Tensor:
+        """Standardised predictions (G,) from the pooled crystal vectors and descriptors."""
+        descriptors = self.raw_descriptors(data)
+        if descriptors is not None:
+            mean = torch.cat([self.cell_mean, self.global_mean])
+            std = torch.cat([self.cell_std, self.global_std])
+            # A descriptor that could not be computed (NaN) sits at the training mean.
+            pooled = torch.cat([pooled, torch.nan_to_num((descriptors - mean) / std)], dim=-1)
+        return self.mlp_out(F.softplus(self.mlp_in(pooled))).squeeze(-1)
+
+
+class AECGCNN(CrystalRegressor):
+    """Crystal graph → one standardised target value per crystal.
+
+    ``forward(data)`` takes a PyG batch with ``z``, ``edge_index``, ``edge_dist``, ``batch``
+    and, as the config needs them, ``charge``, ``lattice``, ``global_features`` (already in
+    the order of ``config.global_features``), and optionally ``multiplicity`` (rows standing
+    for several equivalent atoms, see :func:`multiplicity`). Descriptor standardisation lives
+    in buffers, so it travels with the weights.
+    """
+
+    ARCHITECTURE = MODEL_CLASS
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        cfg = config
+        self.rbf = GaussianExpansion(0.0, cfg.rbf_stop, cfg.rbf_step)
+        self.embed = nn.Embedding(MAX_Z, cfg.atom_dim)
+        self._init_charge(cfg.atom_dim)  # (creation order = the order weights are drawn in)
+        edge_dim = self.rbf.num_features
+        if cfg.edge_update:
+            self.edge_embed = nn.Linear(edge_dim, cfg.edge_dim)
+            edge_dim = cfg.edge_dim
+            self.edge_convs = nn.ModuleList(
+                EdgeConv(cfg.atom_dim, edge_dim) for _ in range(cfg.num_layers)
+            )
+        self.convs = nn.ModuleList(self._conv(edge_dim) for _ in range(cfg.num_layers))
+        self.readout = (
+            READOUTS[cfg.readout](cfg.atom_dim)
+            if cfg.readout == "attention"
+            else READOUTS[cfg.readout]()
+        )
+        self._init_head(cfg.atom_dim)
+
+    def _conv(self, edge_dim: int) -> nn.Module:
+        cfg = self.config
+        if cfg.conv == "cgcnn":
+            return CGConv(cfg.atom_dim, edge_dim)
+        if cfg.heads == 1:
+            return GraphAttentionConv(cfg.atom_dim, edge_dim)
+        if cfg.head_combine == "mean":
+            return MultiHeadAttentionConv(cfg.atom_dim, edge_dim, heads=cfg.heads)
+        return HeadAttentionConv(cfg.atom_dim, edge_dim, heads=cfg.heads)
+
+    def set_per_edge(self, per_edge: bool) -> None:
+        """Switch every layer to the straightforward per-edge concatenation (benchmarks)."""
+        for module in self.modules():
+            if isinstance(module, PairProjection):
+                module.per_edge = per_edge
+
     # -- forward -----------------------------------------------------------------------------
 
     def atom_inputs(self, data: Any) -> Tensor:
-        x = self.embed(data.z)
-        if self.config.use_charge:
-            has_charge = ~torch.isnan(data.charge)
-            if self.training and self.config.charge_dropout > 0:
-                hidden = (
-                    torch.rand(int(data.num_graphs), device=x.device) < self.config.charge_dropout
-                )
-                has_charge = has_charge & ~hidden[data.batch]
-            q = torch.where(has_charge, data.charge, torch.zeros_like(data.charge))
-            flag = has_charge.to(x.dtype).unsqueeze(-1)
-            x = x + self.charge_embed(torch.cat([self.charge_rbf(q) * flag, flag], dim=-1))
-        return x
+        return self.add_charge(self.embed(data.z), data)
 
     def forward(
         self, data: Any, return_atom_weights: bool = False
@@ -293,13 +327,7 @@ class AECGCNN(nn.Module):
                 e = self.edge_convs[layer](x, edge_index, e, degree=degree)
             x = self.convs[layer](x, edge_index, e, degree=degree)
         pooled, atom_weights = self.readout(x, data.batch, num_graphs, multiplicity(data))
-        descriptors = self.raw_descriptors(data)
-        if descriptors is not None:
-            mean = torch.cat([self.cell_mean, self.global_mean])
-            std = torch.cat([self.cell_std, self.global_std])
-            # A descriptor that could not be computed (NaN) sits at the training mean.
-            pooled = torch.cat([pooled, torch.nan_to_num((descriptors - mean) / std)], dim=-1)
-        out = self.mlp_out(F.softplus(self.mlp_in(pooled))).squeeze(-1)
+        out = self.head(pooled, data)
         if return_atom_weights:
             return out, atom_weights
         return out
@@ -313,7 +341,29 @@ def member_filename(k: int) -> str:
     return f"member-{k}.pt"
 
 
-def save_model_dir(out: Path, members: Sequence[AECGCNN], **model_json: Any) -> ModelSpec:
+def config_from_json(architecture: str, init: dict[str, Any]) -> Any:
+    """The config object of ``architecture`` (``model.json``'s ``class``) from its ``init``."""
+    if architecture == MODEL_CLASS:
+        return ModelConfig.from_json(init)
+    from mofsieve.ocrystalnet import ARCHITECTURE, OCrystalNetConfig
+
+    if architecture == ARCHITECTURE:
+        return OCrystalNetConfig.from_json(init)
+    raise ModelDirError(f"unknown model architecture {architecture!r}")
+
+
+def build_model(config: Any) -> CrystalRegressor:
+    """A freshly initialised model of the architecture ``config`` belongs to."""
+    if isinstance(config, ModelConfig):
+        return AECGCNN(config)
+    from mofsieve.ocrystalnet import OCrystalNet, OCrystalNetConfig
+
+    if isinstance(config, OCrystalNetConfig):
+        return OCrystalNet(config)
+    raise TypeError(f"no architecture takes a {type(config).__name__}")
+
+
+def save_model_dir(out: Path, members: Sequence[CrystalRegressor], **model_json: Any) -> ModelSpec:
     """Write every member's weights, then ``model.json`` (last, atomically) through
     :func:`mofsieve.modeldir.write_model_json`; ``model_json`` holds its keyword arguments
     other than the architecture, ``init`` and weights, which come from the members."""
@@ -323,7 +373,7 @@ def save_model_dir(out: Path, members: Sequence[AECGCNN], **model_json: Any) -> 
             torch.save(member.state_dict(), tmp)
     return write_model_json(
         out,
-        architecture=MODEL_CLASS,
+        architecture=type(members[0]).ARCHITECTURE,
         init=members[0].config.to_json(),
         weights=[member_filename(k) for k in range(len(members))],
         **model_json,
@@ -332,15 +382,16 @@ def save_model_dir(out: Path, members: Sequence[AECGCNN], **model_json: Any) -> 
 
 def load_model_dir(
     model_dir: Path, device: str | torch.device = "cpu"
-) -> tuple[list[AECGCNN], ModelSpec]:
-    """All ensemble members (eval mode, on ``device``) and the model's :class:`ModelSpec`."""
+) -> tuple[list[CrystalRegressor], ModelSpec]:
+    """All ensemble members (eval mode, on ``device``) and the model's :class:`ModelSpec`;
+    the architecture is the one ``model.json`` names."""
     spec = read_model(model_dir)
-    config = ModelConfig.from_json(dict(spec.init))
+    config = config_from_json(spec.architecture, dict(spec.init))
     members = []
     for path in spec.weight_paths():
         if not path.is_file():
             raise ModelDirError(f"{path} is missing (model.json lists it)")
-        model = AECGCNN(config)
+        model = build_model(config)
         state = torch.load(path, map_location=device, weights_only=True)
         model.load_state_dict(state)
         members.append(model.to(device).eval())

@@ -59,7 +59,23 @@ def parity_plot(
     plt.close(fig)
 
 
+_DISPLAY_NAME = {"AECGCNN": "AE-CGCNN"}
+
+
+def _ocrystalnet_sentence(init: dict[str, Any], variant: str) -> str:
+    return (
+        f"Variant `{variant}` (OCrystalNet): atom input {init['atom_input']}; "
+        f"{init['num_layers']} communicative atom–bond message-passing layers of width "
+        f"{init['hidden']}; {init['readout']} readout; MLP with {init['mlp_hidden']} hidden "
+        f"units. Partial charges: {'used when the CIF has them' if init['use_charge'] else 'not used'}"
+        f". Cell descriptors: {'yes' if init['use_cell'] else 'no'}. Shard global descriptors: "
+        f"{', '.join(init['global_features']) or 'none'}."
+    )
+
+
 def architecture_sentence(init: dict[str, Any], variant: str) -> str:
+    if "atom_input" in init:
+        return _ocrystalnet_sentence(init, variant)
     conv = "CGCNN convolution" if init["conv"] == "cgcnn" else "softmax neighbour attention"
     if init["heads"] > 1:
         how = "attention" if init["head_combine"] == "attention" else "averaging"
@@ -100,7 +116,9 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
         f"Predicts {c.get('gas')} uptake at {c.get('temperature_K')} K and {c.get('pressure_bar')} bar "
         f"in {t['unit']} (pure gas, rigid framework, as the GCMC labels were computed) from a MOF's "
         "crystal graph. An ensemble of "
-        f"{len(meta['weights'])} AE-CGCNN members; `uncertainty` is their standard deviation.",
+        f"{len(meta['weights'])} {_DISPLAY_NAME.get(spec.architecture, spec.architecture)} "
+        "members; `uncertainty` is their standard "
+        "deviation.",
         "",
         "## Intended use",
         "Ranking large sets of MOF CIFs to pick candidates for GCMC; not a replacement for it. "
@@ -195,14 +213,24 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
         "",
         f"cutoff {meta['featurization']['cutoff']} Å, {meta['featurization']['max_neighbors']} nearest neighbours, "
         f"atom features `{meta['featurization']['atom_features']}`, global features "
-        f"{meta['featurization']['global_feature_names'] or 'none'}.",
+        f"{meta['featurization']['global_feature_names'] or 'none'}"
+        + (
+            f", graph columns {meta['featurization']['columns']}."
+            if meta["featurization"].get("columns")
+            else "."
+        ),
         "",
         "## Data and citations",
         "",
         meta.get("data_citation") or "(no data citation given)",
         "",
         "Model: Cong, G. et al., AE-CGCNN (attention-enhanced crystal graph CNN); "
-        "Xie, T. & Grossman, J. C., Phys. Rev. Lett. 120, 145301 (2018) (CGCNN).",
+        "Xie, T. & Grossman, J. C., Phys. Rev. Lett. 120, 145301 (2018) (CGCNN)."
+        if spec.architecture == "AECGCNN"
+        else "Model: Yang et al., OCrystalNet (orbital field matrix and JARVIS CFID atoms, "
+        "communicative message passing); Pham, T. L. et al., Sci. Technol. Adv. Mater. 18, 756 "
+        "(2017) (OFM); Song, Y. et al., IJCAI 2020 (CMPNN); Choudhary, K. et al., Phys. Rev. "
+        "Mater. 2, 083801 (2018) (CFID, jarvis-tools, MIT licence).",
         "",
     ]
     with atomic_output(path) as tmp:

@@ -22,7 +22,7 @@ from mofsieve.featurization_params import FeaturizationMismatch, FeaturizationPa
 
 MODEL_JSON = "model.json"
 MODEL_FORMAT_VERSION = 1
-ARCHITECTURES = ("AECGCNN",)
+ARCHITECTURES = ("AECGCNN", "OCrystalNet")
 READOUTS = ("attention", "mean", "sum")  # the models' pooling of atoms into a crystal
 READOUTS_WITH_ATOM_WEIGHTS = ("attention",)  # readouts whose per-atom weights are learned
 
@@ -82,6 +82,13 @@ class ModelSpec:
     @property
     def num_layers(self) -> int:
         return int(self.init["num_layers"])
+
+    @property
+    def merges_equivalent_atoms(self) -> bool:
+        """Whether predict may run the model once per set of atoms it cannot tell apart
+        (:mod:`mofsieve.symmetry`): AE-CGCNN; OCrystalNet's directed-edge states and OFM
+        inputs are outside what the colour refinement compares."""
+        return self.architecture == "AECGCNN"
 
     def weight_paths(self) -> list[Path]:
         return [self.directory / name for name in self.weights]
@@ -203,12 +210,14 @@ def write_model_json(
 
 
 def union_featurization(specs: Sequence[ModelSpec]) -> FeaturizationParams | None:
-    """One featurization that serves every model of ``specs`` (global features: the union),
-    or None for no models; :class:`FeaturizationMismatch` if their graphs cannot be shared."""
+    """One featurization that serves every model of ``specs`` (global features and optional
+    graph columns: the union), or None for no models; :class:`FeaturizationMismatch` if their
+    graphs cannot be shared."""
     if not specs:
         return None
     first = specs[0].featurization
     names: list[str] = []
+    columns: list[str] = []
     for spec in specs:
         f = spec.featurization
         for key in ("cutoff", "max_neighbors", "atom_features"):
@@ -219,9 +228,11 @@ def union_featurization(specs: Sequence[ModelSpec]) -> FeaturizationParams | Non
                     "graph set cannot serve both"
                 )
         names.extend(n for n in f.global_feature_names if n not in names)
+        columns.extend(c for c in f.columns if c not in columns)
     return FeaturizationParams(
         cutoff=first.cutoff,
         max_neighbors=first.max_neighbors,
         atom_features=first.atom_features,
         global_feature_names=tuple(names),
+        columns=tuple(columns),
     )

@@ -1,11 +1,11 @@
 """Versioned HDF5 graph shards: write one atomically, read graphs back lazily.
 
-Shard format ``mofsieve-graphs`` version 1 (one file per shard, G graphs, N atoms, E edges):
+Shard format ``mofsieve-graphs`` version 2 (one file per shard, G graphs, N atoms, E edges):
 
 attributes
     ``format``, ``format_version``, ``mofsieve_version`` and every featurization parameter of
     :class:`FeaturizationParams` (``cutoff``, ``max_neighbors``, ``atom_features``,
-    ``global_feature_names`` — a JSON list).
+    ``global_feature_names`` and ``columns`` — JSON lists).
 datasets
     ``ids`` (G, str), ``sources`` (G, str), ``node_ptr`` (G+1, int64), ``edge_ptr`` (G+1,
     int64), ``atomic_number`` (N, uint8), ``charge`` (N, float32, NaN where the CIF has none),
@@ -14,6 +14,15 @@ datasets
     the centre atom i whose nearest neighbours these are), ``edge_dist`` (E, float32, Å),
     ``edge_image`` (E×3, int8, the periodic image of j), and optionally ``global_features``
     (G×D, float32, columns named by ``global_feature_names``).
+optional columns (:mod:`mofsieve.graph_columns`), present when ``columns`` names them
+    ``reverse_edges``: ``extra_edge_ptr`` (G+1, int64) and ``extra_edge_src``,
+    ``extra_edge_dst``, ``extra_edge_dist``, ``extra_edge_image`` (E', as the edge arrays: the
+    edges added to make each graph symmetric), ``edge_reverse`` (E+E', int32: per graph, the
+    position of each edge's reverse among its nearest-neighbour edges followed by its added
+    edges); ``orbital_neighbour_sum`` (N×32, float32, LZF-compressed).
+
+Version 2 added ``columns`` and the optional datasets; version 1 shards (no columns) are read
+as they always were.
 
 Edges point from neighbour to centre (``edge_index = [edge_src, edge_dst]``), the direction
 in which PyG's ``MessagePassing`` sends messages, so that aggregation lands on the centre.
@@ -35,11 +44,13 @@ import numpy as np
 from mofsieve import __version__
 from mofsieve.atomic import atomic_output
 from mofsieve.featurization_params import FeaturizationMismatch, FeaturizationParams
+from mofsieve.graph_columns import ORBITAL_NEIGHBOUR_SUM, REVERSE_EDGES
 
 __all__ = ["FeaturizationMismatch", "FeaturizationParams", "ShardFormatError", "ShardReader"]
 
 FORMAT = "mofsieve-graphs"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class ShardFormatError(ValueError):
@@ -61,6 +72,13 @@ class CrystalGraph:
     edge_dist: np.ndarray
     edge_image: np.ndarray
     global_features: np.ndarray | None = None
+    # optional columns (mofsieve.graph_columns); None where the shard has none
+    extra_edge_src: np.ndarray | None = None
+    extra_edge_dst: np.ndarray | None = None
+    extra_edge_dist: np.ndarray | None = None
+    extra_edge_image: np.ndarray | None = None
+    edge_reverse: np.ndarray | None = None
+    orbital_neighbour_sum: np.ndarray | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -84,6 +102,9 @@ def write_shard(
     def cat(name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
         if not graphs:
             return np.zeros((0, *shape), dtype=dtype)
+        lacking = [g.mof_id for g in graphs if getattr(g, name) is None]
+        if lacking:
+            raise ValueError(f"graphs {lacking[:3]} lack {name} (columns {list(params.columns)})")
         return np.concatenate([np.asarray(getattr(g, name), dtype=dtype) for g in graphs])
 
     n_global = len(params.global_feature_names)
@@ -114,6 +135,21 @@ def write_shard(
                 raise ValueError(f"global features of {bad[:3]} do not have {n_global} values")
             data = np.stack(rows) if rows else np.zeros((0, n_global), np.float32)
             h5.create_dataset("global_features", data=data)
+        if REVERSE_EDGES in params.columns:
+            n_extra = [0 if g.extra_edge_src is None else len(g.extra_edge_src) for g in graphs]
+            h5.create_dataset("extra_edge_ptr", data=np.concatenate([[0], np.cumsum(n_extra)]))
+            for name, dtype, shape in _EXTRA_EDGE_ARRAYS:
+                h5.create_dataset(name, data=cat(name, dtype, shape))
+            h5.create_dataset("edge_reverse", data=cat("edge_reverse", np.int32, ()))
+        if ORBITAL_NEIGHBOUR_SUM in params.columns:
+            # Mostly zeros (an element sets 2–4 of the 32 slots): byte-shuffled LZF (built
+            # into h5py) stores it in a twelfth of the space, read about as fast.
+            h5.create_dataset(
+                "orbital_neighbour_sum",
+                data=cat("orbital_neighbour_sum", np.float32, (32,)),
+                compression="lzf" if graphs else None,
+                shuffle=bool(graphs),
+            )
     return Path(path)
 
 
@@ -129,15 +165,30 @@ def _check_format(h5: h5py.File, path: object) -> None:
     if fmt != FORMAT:
         raise ShardFormatError(f"{path} is not a {FORMAT} shard (format={fmt!r})")
     version = int(h5.attrs.get("format_version", -1))
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ShardFormatError(
-            f"{path} has {FORMAT} format version {version}; this mofsieve reads version "
-            f"{FORMAT_VERSION}: featurize it again"
+            f"{path} has {FORMAT} format version {version}; this mofsieve reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}: featurize it again"
         )
 
 
 _ARRAYS = ("atomic_number", "charge", "frac_coords")
 _EDGE_ARRAYS = ("edge_src", "edge_dst", "edge_dist", "edge_image")
+_EXTRA_EDGE_ARRAYS = (
+    ("extra_edge_src", np.int32, ()),
+    ("extra_edge_dst", np.int32, ()),
+    ("extra_edge_dist", np.float32, ()),
+    ("extra_edge_image", np.int8, (3,)),
+)
+
+
+def _column_datasets(columns: Sequence[str]) -> list[str]:
+    names = []
+    if REVERSE_EDGES in columns:
+        names += ["extra_edge_ptr", *(n for n, _, _ in _EXTRA_EDGE_ARRAYS), "edge_reverse"]
+    if ORBITAL_NEIGHBOUR_SUM in columns:
+        names.append("orbital_neighbour_sum")
+    return names
 
 
 class ShardReader:
@@ -166,6 +217,7 @@ class ShardReader:
                     "lattice",
                     *_ARRAYS,
                     *_EDGE_ARRAYS,
+                    *_column_datasets(self.params.columns),
                 )
                 if k not in h5
             ]
@@ -183,6 +235,20 @@ class ShardReader:
             sizes = {k: (h5[k].shape[0], int(self.node_ptr[-1])) for k in _ARRAYS}
             sizes |= {k: (h5[k].shape[0], int(self.edge_ptr[-1])) for k in _EDGE_ARRAYS}
             sizes |= {k: (h5[k].shape[0], len(self.ids)) for k in ("sources", "lattice")}
+            self.extra_edge_ptr: np.ndarray | None = None
+            if REVERSE_EDGES in self.params.columns:
+                self.extra_edge_ptr = h5["extra_edge_ptr"][()]
+                n_extra = int(self.extra_edge_ptr[-1])
+                sizes |= {k: (h5[k].shape[0], n_extra) for k, _, _ in _EXTRA_EDGE_ARRAYS}
+                sizes["edge_reverse"] = (
+                    h5["edge_reverse"].shape[0],
+                    int(self.edge_ptr[-1]) + n_extra,
+                )
+            if ORBITAL_NEIGHBOUR_SUM in self.params.columns:
+                sizes["orbital_neighbour_sum"] = (
+                    h5["orbital_neighbour_sum"].shape[0],
+                    int(self.node_ptr[-1]),
+                )
             wrong = [
                 f"{k} has {n} rows, expected {want}" for k, (n, want) in sizes.items() if n != want
             ]
@@ -225,6 +291,13 @@ class ShardReader:
         n0, n1 = int(self.node_ptr[index]), int(self.node_ptr[index + 1])
         e0, e1 = int(self.edge_ptr[index]), int(self.edge_ptr[index + 1])
         globals_ = arrays["global_features"][index] if "global_features" in arrays else None
+        columns: dict[str, np.ndarray] = {}
+        if self.extra_edge_ptr is not None:
+            x0, x1 = int(self.extra_edge_ptr[index]), int(self.extra_edge_ptr[index + 1])
+            columns = {k: arrays[k][x0:x1] for k, _, _ in _EXTRA_EDGE_ARRAYS}
+            columns["edge_reverse"] = arrays["edge_reverse"][e0 + x0 : e1 + x1]
+        if ORBITAL_NEIGHBOUR_SUM in self.params.columns:
+            columns["orbital_neighbour_sum"] = arrays["orbital_neighbour_sum"][n0:n1]
         return CrystalGraph(
             mof_id=self.ids[index],
             source=self.sources[index],
@@ -232,6 +305,7 @@ class ShardReader:
             global_features=globals_,
             **{k: arrays[k][n0:n1] for k in _ARRAYS},
             **{k: arrays[k][e0:e1] for k in _EDGE_ARRAYS},
+            **columns,
         )
 
     def __iter__(self) -> Iterator[CrystalGraph]:

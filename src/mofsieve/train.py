@@ -1,4 +1,5 @@
-"""`mofsieve train`: fit an AE-CGCNN ensemble on graph shards and a label CSV.
+"""`mofsieve train`: fit an AE-CGCNN (default) or OCrystalNet ensemble on graph shards and a
+label CSV (``--architecture``; :mod:`mofsieve.model`, :mod:`mofsieve.ocrystalnet`).
 
 Reads as load → fit → evaluate → write: the labelled graphs and their 80/10/10 split
 (:mod:`mofsieve.training_data`), K members fitted with a checkpoint every epoch
@@ -29,8 +30,14 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+ARCHITECTURES = ("aecgcnn", "ocrystalnet")
+DEFAULT_VARIANT = {"aecgcnn": "atten3", "ocrystalnet": "ocrystalnet"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from mofsieve.model import VARIANTS
+    from mofsieve.ocrystalnet import ATOM_INPUTS
+    from mofsieve.ocrystalnet import VARIANTS as OCRYSTALNET_VARIANTS
 
     parser.add_argument(
         "--labels", required=True, type=Path, help="CSV with mof_id and the target column"
@@ -45,10 +52,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, type=Path, help="model directory to write")
     parser.add_argument(
+        "--architecture",
+        default="aecgcnn",
+        choices=ARCHITECTURES,
+        help="aecgcnn (default) or ocrystalnet (needs graphs featurized with "
+        "--columns reverse_edges,orbital_neighbour_sum)",
+    )
+    parser.add_argument(
         "--variant",
-        default="atten3",
-        choices=sorted(VARIANTS),
-        help="Table I column (default: atten3, AE-CGCNN)",
+        choices=sorted(VARIANTS) + sorted(OCRYSTALNET_VARIANTS),
+        help="aecgcnn: a Table I column (default atten3, AE-CGCNN); ocrystalnet: ocrystalnet "
+        "(default) or de-ocrystalnet (with the shards' global descriptors)",
+    )
+    parser.add_argument(
+        "--atom-input",
+        choices=ATOM_INPUTS,
+        help="ocrystalnet: the atom input (default ofm+cfid; the others are its ablations)",
     )
     parser.add_argument(
         "--readout", choices=("mean", "sum", "attention"), help="override the variant's readout"
@@ -137,10 +156,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def model_config(args: argparse.Namespace, shard_globals: tuple[str, ...]) -> Any:
-    """The architecture from ``--variant`` and the options that override it."""
-    from mofsieve.model import variant_config
+    """The architecture from ``--architecture``, ``--variant`` and the options that override
+    it."""
+    from mofsieve import model, ocrystalnet
 
+    architecture = getattr(args, "architecture", "aecgcnn")
+    family = ocrystalnet if architecture == "ocrystalnet" else model
+    if args.variant is None:
+        args.variant = DEFAULT_VARIANT[architecture]
+    if args.variant not in family.VARIANTS:
+        raise ValueError(
+            f"--variant {args.variant} is not a variant of {architecture} "
+            f"(choose from {sorted(family.VARIANTS)})"
+        )
     overrides: dict[str, Any] = {}
+    if getattr(args, "atom_input", None):
+        if architecture != "ocrystalnet":
+            raise ValueError("--atom-input is an option of --architecture ocrystalnet")
+        overrides["atom_input"] = args.atom_input
     if args.readout:
         overrides["readout"] = args.readout
     if args.no_charge:
@@ -155,7 +188,7 @@ def model_config(args: argparse.Namespace, shard_globals: tuple[str, ...]) -> An
                 f"variant {args.variant} needs global descriptors but the shards have none"
             )
         overrides["global_features"] = shard_globals
-    config = variant_config(args.variant, **overrides)
+    config = family.variant_config(args.variant, **overrides)
     missing = [n for n in config.global_features if n not in shard_globals]
     if missing:
         raise ValueError(
@@ -187,7 +220,7 @@ def train(args: argparse.Namespace) -> None:
     from mofsieve.evaluation import evaluate_ensemble
     from mofsieve.fit import fit_member
     from mofsieve.metrics import format_metrics
-    from mofsieve.model import AECGCNN
+    from mofsieve.model import build_model
     from mofsieve.store import ShardReader, shard_paths
     from mofsieve.training_data import load_training_set, read_labels, shard_featurization
 
@@ -206,9 +239,17 @@ def train(args: argparse.Namespace) -> None:
     params = shard_featurization(readers)
     config = model_config(args, params.global_feature_names)
     global_index = [params.global_feature_names.index(n) for n in config.global_features]
+    lacking = [c for c in config.columns if c not in params.columns]
+    if lacking:
+        raise ValueError(
+            f"the shards lack the graph column(s) {lacking} that {type(config).__name__} needs "
+            f"(they have {list(params.columns)}); featurize with `mofsieve featurize --columns "
+            f"{','.join(config.columns)} …`"
+        )
     data = load_training_set(
-        labels, readers, global_index, args.seed, args.train_fraction_used, args.max_atoms_train
-    )
+        labels, readers, global_index, args.seed, args.train_fraction_used, args.max_atoms_train,
+        columns=config.columns,
+    )  # fmt: skip
     y_train = data.y("train")
     y_mean, y_std = float(y_train.mean()), float(y_train.std() or 1.0)
     for d in data.datas.values():
@@ -216,7 +257,7 @@ def train(args: argparse.Namespace) -> None:
     train_data, val_data, test_data = data.data("train"), data.data("val"), data.data("test")
     y_val, y_test = data.y("val"), data.y("test")
     # descriptor standardisation from the training split (the same for every member)
-    probe = AECGCNN(config)
+    probe = build_model(config)
     rows = [probe.raw_descriptors(batch) for _, batch in iter_batches(train_data, 50000)]
     descriptor_stats = torch.cat(rows) if rows and rows[0] is not None else None
 
@@ -324,7 +365,9 @@ def write_model(
     spec = save_model_dir(
         args.out,
         members,
-        featurization=replace(params, global_feature_names=config.global_features),
+        featurization=replace(
+            params, global_feature_names=config.global_features, columns=config.columns
+        ),
         target=TargetSpec(
             name=args.target,
             unit="mol/kg",

@@ -118,15 +118,17 @@ def load_training_set(
     seed: int,
     train_fraction_used: float = 1.0,
     max_atoms_train: int | None = None,
+    columns: Sequence[str] = (),
 ) -> TrainingSet:
-    """Every labelled graph, once; ids without a graph are reported, not fatal."""
+    """Every labelled graph, once; ids without a graph are reported, not fatal. ``columns``:
+    the optional graph columns the model reads (:func:`mofsieve.batching.graph_to_data`)."""
     datas: dict[str, Any] = {}
     n_atoms: dict[str, int] = {}
     for reader in readers:
         for i, mof_id in enumerate(reader.ids):
             if mof_id in labels and mof_id not in datas:
                 graph = reader.graph(i)
-                datas[mof_id] = graph_to_data(graph, global_index, labels[mof_id])
+                datas[mof_id] = graph_to_data(graph, global_index, labels[mof_id], columns)
                 n_atoms[mof_id] = graph.n_atoms
         reader.release()  # the Data hold what training needs; free the shard arrays
     no_graph = sorted(set(labels) - set(datas))
