@@ -27,6 +27,7 @@ def main() -> int:
     ranked = rows(run / "ranked.csv")
     flagged = rows(run / "flagged.csv")
     failures = rows(run / "failures.csv")
+    warnings = rows(run / "warnings.csv")
     manifest = rows(run / "manifest.csv")
     if len(ranked) < args.min_mofs:
         problems.append(f"only {len(ranked)} MOFs ranked (want ≥ {args.min_mofs})")
@@ -40,8 +41,16 @@ def main() -> int:
         problems.append("ranked.csv is not best first")
     if not flagged or any(r["flagged"] != "yes" for r in flagged):
         problems.append("flagged.csv empty or holds unflagged rows")
-    if [r["mof_id"] for r in flagged] != [r["mof_id"] for r in ranked[: len(flagged)]]:
-        problems.append("flagged.csv is not the top of ranked.csv")
+    if [r["mof_id"] for r in flagged] != [r["mof_id"] for r in ranked if r["flagged"] == "yes"]:
+        problems.append("flagged.csv is not the flagged rows of ranked.csv")
+    # the top of ranked.csv, except MOFs passed over for their structure checks (skip_checks)
+    last = max((i for i, r in enumerate(ranked) if r["flagged"] == "yes"), default=-1)
+    passed_over = [r["mof_id"] for r in ranked[:last] if r["flagged"] != "yes"]
+    if any(not r["checks"] for r in ranked[:last] if r["flagged"] != "yes"):
+        problems.append("a MOF without checks above the flag threshold is not flagged")
+    checked = {w["mof_id"] for w in warnings}
+    if {r["mof_id"] for r in ranked if r["checks"]} - checked:
+        problems.append("ranked.csv names checks that warnings.csv does not hold")
     if args.expect_failure and args.expect_failure not in {f["mof_id"] for f in failures}:
         problems.append(f"{args.expect_failure} missing from failures.csv")
 
@@ -78,8 +87,9 @@ def main() -> int:
         print(f"FAIL {run}: {p}", file=sys.stderr)
     if not problems:
         print(
-            f"OK {run}: {len(manifest)} CIFs, {len(ranked)} ranked, {len(flagged)} flagged, "
-            f"{len(failures)} failures, {len(listed)} GCMC folders, report.html"
+            f"OK {run}: {len(manifest)} CIFs, {len(ranked)} ranked, {len(flagged)} flagged "
+            f"({len(passed_over)} passed over for checks), {len(failures)} failures, "
+            f"{len(checked)} MOFs with warnings, {len(listed)} GCMC folders, report.html"
         )
     return 1 if problems else 0
 

@@ -44,10 +44,8 @@ def assert_same_shards(a: Path, b: Path) -> None:
 
 def test_every_broken_cif_is_recorded_and_the_rest_go_on(tmp_path, test_data):
     out = tmp_path / "out"
-    assert (
-        main(["featurize", str(test_data), "--out", str(out), "--shard-size", "7", "--jobs", "1"])
-        == 0
-    )
+    folders = [str(test_data / "good"), str(test_data / "broken")]  # not checks/: test_checks
+    assert main(["featurize", *folders, "--out", str(out), "--shard-size", "7", "--jobs", "1"]) == 0
     manifest = read_csv(out / "manifest.csv")
     n_good = len(list((test_data / "good").glob("*.cif")))
     n_broken = len(list((test_data / "broken").glob("*.cif")))
@@ -63,6 +61,17 @@ def test_every_broken_cif_is_recorded_and_the_rest_go_on(tmp_path, test_data):
             ids += [s.decode() for s in h5["ids"][()]]
     assert sorted(ids) == sorted(p.stem for p in (test_data / "good").glob("*.cif"))
     assert {int(r["shard"]) for r in manifest} == {0, 1, 2}
+    # kept structures' warnings beside the failures: one file per shard, merged; none here
+    assert [read_csv(out / f"warnings-{k:05d}.csv") for k in range(3)] == [[], [], []]
+    assert read_csv(out / "warnings.csv") == []
+    # a shard without its warnings file is not done: a rerun redoes it (and only it)
+    (out / "warnings-00001.csv").unlink()
+    stamp = {k: (out / f"shard-{k:05d}.h5").stat().st_mtime_ns for k in range(3)}
+    assert main(["featurize", *folders, "--out", str(out), "--shard-size", "7", "--jobs", "1"]) == 0
+    assert (out / "warnings-00001.csv").is_file()
+    assert [(out / f"shard-{k:05d}.h5").stat().st_mtime_ns == stamp[k] for k in range(3)] == [
+        True, False, True,
+    ]  # fmt: skip
 
 
 def test_archives_globs_and_single_shards_agree(tmp_path, test_data):
@@ -147,6 +156,8 @@ def test_hostile_file_names_flow_through_safely(tmp_path, test_data):
         "failures.csv",
         "manifest.csv",
         "shard-00000.h5",
+        "warnings-00000.csv",
+        "warnings.csv",
     ]
 
 

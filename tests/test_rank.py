@@ -95,7 +95,7 @@ def test_ranked_best_first_ties_by_id_units_in_columns(run_dir: Path) -> None:
     ranked = read_rows(run_dir / "out" / "ranked.csv")
     assert list(ranked[0]) == [
         "rank", "mof_id", "prediction_mol_per_kg", "uncertainty_mol_per_kg", "flagged",
-        "n_atoms", "source",
+        "checks", "n_atoms", "source",
     ]  # fmt: skip
     assert [r["mof_id"] for r in ranked] == ["D", "B", "C", "A"]
     assert [r["rank"] for r in ranked] == ["1", "2", "3", "4"]
@@ -220,3 +220,81 @@ def test_the_charge_check_does_not_import_the_gcmc_command(run_dir: Path) -> Non
     loaded = out.stdout.split("\n")[-2]
     assert "'mofsieve.charges'" in loaded  # the check ran
     assert "'mofsieve.gcmc'" not in loaded
+
+
+def write_warnings_of_run(run_dir: Path) -> None:
+    """B and D raised checks kept out of the flagged set by default; C one that is not."""
+    head = "mof_id,source,check,detail\n"
+    write(
+        run_dir / "graphs" / "warnings-00000.csv",
+        head + "C,c.cif,isolated_molecule,1 × H2O\nB,b.cif,coordination,1 C bonded to more\n",
+    )
+    write(
+        run_dir / "graphs" / "warnings-00001.csv",
+        head + "D,d.cif,isolated_atom,1 × H\nD,d.cif,coordination,2 H bonded to more\n",
+    )
+
+
+def test_checks_fill_their_column_and_skipped_mofs_give_their_flag_to_the_next(
+    run_dir: Path,
+) -> None:
+    write_warnings_of_run(run_dir)
+    warnings = ["--warnings", str(run_dir / "graphs"), "--no-charge-check"]
+    assert rank_cli(run_dir, "--top-fraction", "0.5", *warnings) == 0
+    ranked = read_rows(run_dir / "out" / "ranked.csv")
+    assert [(r["mof_id"], r["checks"], r["flagged"]) for r in ranked] == [
+        ("D", "coordination;isolated_atom", "no"),
+        ("B", "coordination", "no"),
+        ("C", "isolated_molecule", "yes"),  # not in the default skip_checks
+        ("A", "", "yes"),
+    ]
+    flagged = read_rows(run_dir / "out" / "flagged.csv")
+    assert [(r["mof_id"], r["checks"]) for r in flagged] == [("C", "isolated_molecule"), ("A", "")]
+    gathered = read_rows(run_dir / "out" / "warnings.csv")
+    assert [(w["mof_id"], w["check"]) for w in gathered] == [
+        ("B", "coordination"), ("C", "isolated_molecule"), ("D", "coordination"),
+        ("D", "isolated_atom"),
+    ]  # fmt: skip
+    assert rank_cli(run_dir, "--top-fraction", "0.5", "--skip-checks", "", *warnings) == 0
+    flagged = read_rows(run_dir / "out" / "flagged.csv")
+    assert [r["mof_id"] for r in flagged] == ["D", "B"]
+    assert rank_cli(run_dir, "--top-count", "9", "--skip-checks", "coordination", *warnings) == 0
+    flagged = read_rows(run_dir / "out" / "flagged.csv")
+    assert [r["mof_id"] for r in flagged] == ["C", "A"]  # fewer than asked: no more clean ones
+
+
+def test_a_missing_warning_shard_or_unknown_check_is_an_error_naming_it(
+    run_dir: Path, caplog
+) -> None:
+    write_warnings_of_run(run_dir)
+    warnings = ["--warnings", str(run_dir / "graphs"), "--no-charge-check"]
+    with caplog.at_level(logging.ERROR):
+        assert rank_cli(run_dir, "--top-count", "1", "--skip-checks", "coordinaton", *warnings) == 1
+    assert "unknown check(s) coordinaton (known: isolated_atom, " in caplog.text
+    (run_dir / "graphs" / "warnings-00001.csv").unlink()
+    with caplog.at_level(logging.ERROR):
+        assert rank_cli(run_dir, "--top-count", "1", *warnings) == 1
+    assert "1 of 2 shard files missing in" in caplog.text and "warnings-00001.csv" in caplog.text
+    assert not (run_dir / "out" / "ranked.csv").exists()
+    with pytest.raises(rank.RankError, match=r"unknown check\(s\) nope \(known: isolated_atom"):
+        rank.skip_checks_argument("isolated_atom, nope")
+
+
+def test_shard_files_come_from_the_folder_of_the_job_that_holds_each(tmp_path: Path) -> None:
+    """The workflow's jobs write a folder each (shards 0–1, shard 2): every shard is taken
+    from the folder holding it, in shard order; a shard no folder holds is an error."""
+    first, second = tmp_path / "shards-00000-00001", tmp_path / "shards-00002-00002"
+    for folder, shards in ((first, (0, 1)), (second, (2,))):
+        folder.mkdir()
+        for k in shards:
+            write(folder / f"shard-{k:05d}.csv", "mof_id,prediction,uncertainty,n_atoms\n")
+    files = rank.shard_files([second, first], 3, "shard-{:05d}.csv")
+    assert files == [
+        first / "shard-00000.csv",
+        first / "shard-00001.csv",
+        second / "shard-00002.csv",
+    ]
+    with pytest.raises(
+        rank.RankError, match=r"1 of 4 shard files missing in 2 folders \(.*\): shard-00003.csv"
+    ):
+        rank.shard_files([first, second], 4, "shard-{:05d}.csv")

@@ -187,3 +187,50 @@ def test_report_rejects_a_file_that_is_not_ranked_csv(run_dir: Path) -> None:
     (run_dir / "ranked.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="not a ranked.csv"):
         report(run_dir)
+
+
+def test_structure_checks_are_listed_by_count_with_what_flagging_passed_over(
+    run_dir: Path,
+) -> None:
+    assert "ranked.csv has no checks column" in report(run_dir)  # a ranking of before checks
+    (run_dir / "ranked.csv").write_text(
+        f"rank,mof_id,{UNIT_COLUMNS},flagged,checks,n_atoms,source\n"
+        "1,TOP1,3.500000,0.200000,yes,,10,a\n"
+        "2,TOP2,2.250000,0.100000,no,coordination;isolated_atom,5,b\n"
+        "3,LOW,0.500000,0.300000,yes,isolated_molecule;coordination,4,c\n"
+        "4,EXTRA,0.100000,0.100000,no,coordination,3,d\n"  # below the threshold: not passed over
+    )
+    text = report(run_dir)
+    assert "3 of 4 ranked MOFs raised a check" in text
+    rows = re.findall(
+        r"<tr><td>([a-z_]+)</td><td>[^<]*</td><td class=\"num\">(\d+)</td>"
+        r"<td class=\"num\">(\d+)</td><td class=\"num\">(\d+)</td><td>([^<]*)</td></tr>",
+        text,
+    )
+    assert rows == [
+        ("coordination", "3", "1", "1", "EXTRA, LOW, TOP2"),
+        ("isolated_atom", "1", "0", "1", "TOP2"),
+        ("isolated_molecule", "1", "1", "0", "LOW"),
+    ]
+    assert "a carbon bonded to more than 4" in text  # each check says what it means
+
+
+def test_graphs_and_attention_in_a_folder_per_workflow_job_are_found_shard_by_shard(
+    run_dir: Path,
+) -> None:
+    """The workflow's featurize and predict jobs each write their shards into a folder of
+    their own: every shard is looked up in the folder that holds it."""
+    top1, top2, low = real_graphs()
+    (run_dir / "manifest.csv").write_text(
+        "mof_id,source,sha1,n_bytes,shard\nTOP1,a,x,1,0\nTOP2,b,x,1,0\nLOW,c,x,1,1\n"
+    )
+    jobs = run_dir / "jobs"
+    for name in ("g0", "g1"):
+        (jobs / name).mkdir(parents=True)
+    write_shard(jobs / "g0" / "shard-00000.h5", [top1, top2], FeaturizationParams())
+    write_shard(jobs / "g1" / "shard-00001.h5", [low], FeaturizationParams())
+    write_attention(jobs / "a0" / "attention-00000.h5", [top1, top2], "attention")
+    write_attention(jobs / "a1" / "attention-00001.h5", [low], "attention")
+    text = report(run_dir, "--graphs", str(jobs / "g0"), str(jobs / "g1"),
+                  "--attention", str(jobs / "a0"), str(jobs / "a1"), "--pictures", "3")  # fmt: skip
+    assert colours(text) == ["attention"] * 3

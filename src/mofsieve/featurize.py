@@ -3,12 +3,15 @@
 Three ways to run, all giving the same files:
 
 * ``mofsieve featurize INPUT... --out DIR``: manifest, every shard, merged failures;
-* ``mofsieve featurize --manifest M --shard K --out DIR``: one shard (one Snakemake job);
+* ``mofsieve featurize --manifest M --shard K [K ...] --out DIR``: these shards (one
+  Snakemake job, one after another);
 * ``mpiexec -n N mofsieve featurize --mpi …``: rank r of N takes shards r, r+N, r+2N, ….
 
 A CIF that cannot be used never stops a shard: it goes to ``failures-K.csv`` with the stage
-(read, parse, graph, descriptors) and a readable reason. Shards are written under a temporary
-name and renamed, so a killed job leaves nothing that looks complete.
+(read, parse, graph, descriptors) and a readable reason. A CIF that is kept but odd (a stray
+atom or molecule, an over-bonded carbon, partial occupancy read as full: :mod:`mofsieve.checks`)
+goes on into the shard and gets rows in ``warnings-K.csv``. Shards are written under a
+temporary name and renamed, so a killed job leaves nothing that looks complete.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mofsieve.checks import bond_checks
 from mofsieve.failures import Failure, write_failures
 from mofsieve.failures import merge_failures as merge_failure_files
 from mofsieve.graphs import neighbour_graph
@@ -39,7 +43,9 @@ from mofsieve.manifest import (
     write_manifest,
 )
 from mofsieve.store import CrystalGraph, FeaturizationParams, read_params, write_shard
-from mofsieve.structures import StructureError, parse_cif
+from mofsieve.structures import OCCUPANCY_POLICIES, StructureError, parse_cif
+from mofsieve.warning_records import WarningRecord, write_warnings
+from mofsieve.warning_records import merge_warnings as merge_warning_files
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +56,14 @@ class Limits:
 
     max_atoms: int = 20_000
     min_distance: float = 0.5  # Å; closer atoms are overlapping copies (disorder, bad CIF)
+    partial_occupancy: str = "reject"  # or "keep": sites read as full atoms, with a warning
 
 
 @dataclass
 class ShardResult:
     graphs: list[CrystalGraph] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    warnings: list[WarningRecord] = field(default_factory=list)
 
 
 def shard_path(out_dir: Path, shard: int) -> Path:
@@ -66,15 +74,26 @@ def failures_path(out_dir: Path, shard: int) -> Path:
     return out_dir / f"failures-{shard:05d}.csv"
 
 
+def warnings_path(out_dir: Path, shard: int) -> Path:
+    return out_dir / f"warnings-{shard:05d}.csv"
+
+
 def featurize_cif(
     mof_id: str,
     source: str,
     data: bytes,
     params: FeaturizationParams,
     limits: Limits = Limits(),
+    checks: list[tuple[str, str]] | None = None,
 ) -> CrystalGraph:
-    """One CIF's bytes → its crystal graph; raises :class:`StructureError` when unusable."""
-    crystal = parse_cif(data, max_atoms=limits.max_atoms)
+    """One CIF's bytes → its crystal graph; raises :class:`StructureError` when unusable.
+
+    With a ``checks`` list, the structure checks run on the graph just built and their
+    findings (``(check, detail)``, :mod:`mofsieve.checks`) are appended to it.
+    """
+    crystal = parse_cif(
+        data, max_atoms=limits.max_atoms, partial_occupancy=limits.partial_occupancy
+    )
     graph = neighbour_graph(
         crystal.frac_coords, crystal.lattice, params.cutoff, params.max_neighbors
     )
@@ -88,6 +107,10 @@ def featurize_cif(
             f"(limit {limits.min_distance:g} Å): disorder or duplicated sites",
             stage="graph",
         )
+    if checks is not None:
+        checks.extend(crystal.notes)
+        checks.extend(bond_checks(crystal.atomic_number, crystal.charge, graph.src, graph.dst,
+                                  graph.dist, graph.image))  # fmt: skip
     global_features = None
     if params.global_feature_names:
         from mofsieve.descriptors import DescriptorError, compute_descriptors
@@ -101,6 +124,16 @@ def featurize_cif(
             )
         except DescriptorError as err:
             raise StructureError(str(err), stage="descriptors") from None
+    columns = {}
+    if params.columns:  # optional columns (OCrystalNet): mofsieve.graph_columns
+        from mofsieve.graph_columns import compute_columns
+
+        try:
+            columns = compute_columns(params.columns, crystal.atomic_number, crystal.frac_coords,
+                                      crystal.lattice, graph.src, graph.dst, graph.dist,
+                                      graph.image)  # fmt: skip
+        except (ValueError, RuntimeError) as err:
+            raise StructureError(f"graph columns: {err}", stage="graph") from None
     return CrystalGraph(
         mof_id=mof_id,
         source=source,
@@ -113,19 +146,22 @@ def featurize_cif(
         edge_dist=graph.dist.astype(np.float32),
         edge_image=graph.image,
         global_features=global_features,
+        **columns,
     )
 
 
 def _featurize_task(
     task: tuple[ManifestRow, bytes | OSError, FeaturizationParams, Limits],
-) -> CrystalGraph | Failure:
+) -> tuple[CrystalGraph, list[WarningRecord]] | Failure:
     row, data, params, limits = task
     if isinstance(data, OSError):
         return Failure(row.mof_id, row.source, "read", f"cannot read: {data}")
     if hashlib.sha1(data, usedforsecurity=False).hexdigest() != row.sha1:
         return Failure(row.mof_id, row.source, "read", "file changed since the manifest was made")
     try:
-        return featurize_cif(row.mof_id, row.source, data, params, limits)
+        found: list[tuple[str, str]] = []
+        graph = featurize_cif(row.mof_id, row.source, data, params, limits, checks=found)
+        return graph, [WarningRecord(row.mof_id, row.source, c, d) for c, d in found]
     except StructureError as err:
         return Failure(row.mof_id, row.source, err.stage, err.reason)
     except Exception as err:  # noqa: BLE001 - one odd file must not sink a shard of thousands
@@ -149,7 +185,7 @@ def featurize_rows(
         bar = tqdm(total=len(rows), unit="cif", file=sys.stderr)
     if jobs > 1:
         with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            outcomes: Iterable[CrystalGraph | Failure] = list(
+            outcomes: Iterable[tuple[CrystalGraph, list[WarningRecord]] | Failure] = list(
                 _tick(pool.imap(_featurize_task, tasks, chunksize=8), bar)
             )
     else:
@@ -157,7 +193,11 @@ def featurize_rows(
     if bar is not None:
         bar.close()
     for outcome in outcomes:
-        (result.failures if isinstance(outcome, Failure) else result.graphs).append(outcome)
+        if isinstance(outcome, Failure):
+            result.failures.append(outcome)
+        else:
+            result.graphs.append(outcome[0])
+            result.warnings.extend(outcome[1])
     return result
 
 
@@ -177,7 +217,8 @@ def featurize_shard(
     jobs: int = 1,
     progress: bool = False,
 ) -> ShardResult:
-    """Featurize the manifest rows of one shard into ``shard-K.h5`` and ``failures-K.csv``."""
+    """Featurize the manifest rows of one shard into ``shard-K.h5``, ``failures-K.csv`` and
+    ``warnings-K.csv``."""
     mine = [r for r in rows if r.shard == shard]
     if not mine:
         raise InputError(f"shard {shard} is not in the manifest (shards 0–{rows[-1].shard})")
@@ -186,13 +227,15 @@ def featurize_shard(
     out_dir.mkdir(parents=True, exist_ok=True)
     # Failures first: the shard file is the one a restart or Snakemake takes as "done".
     write_failures(result.failures, failures_path(out_dir, shard))
+    write_warnings(result.warnings, warnings_path(out_dir, shard))
     write_shard(shard_path(out_dir, shard), result.graphs, params)
     elapsed = time.perf_counter() - start
     log.info(
-        "shard %d: %d graphs, %d failures, %.1f s (%.1f ms/CIF)",
+        "shard %d: %d graphs, %d failures, %d warnings, %.1f s (%.1f ms/CIF)",
         shard,
         len(result.graphs),
         len(result.failures),
+        len(result.warnings),
         elapsed,
         1000 * elapsed / len(mine),
     )
@@ -201,7 +244,8 @@ def featurize_shard(
 
 def shard_is_done(out_dir: Path, shard: int, params: FeaturizationParams) -> bool:
     path = shard_path(out_dir, shard)
-    if not (path.is_file() and failures_path(out_dir, shard).is_file()):
+    side_files = (failures_path(out_dir, shard), warnings_path(out_dir, shard))
+    if not (path.is_file() and all(p.is_file() for p in side_files)):
         return False
     try:
         return read_params(path) == params
@@ -213,6 +257,12 @@ def merge_failures(out_dir: Path, n_shards: int) -> Path:
     """``failures.csv``: every shard's ``failures-K.csv``, in shard order."""
     shards = [failures_path(out_dir, shard) for shard in range(n_shards)]
     return merge_failure_files(shards, out_dir / "failures.csv")
+
+
+def merge_warnings(out_dir: Path, n_shards: int) -> Path:
+    """``warnings.csv``: every shard's ``warnings-K.csv``, in shard order."""
+    shards = [warnings_path(out_dir, shard) for shard in range(n_shards)]
+    return merge_warning_files(shards, out_dir / "warnings.csv")
 
 
 def available_cores() -> int:
@@ -227,7 +277,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_input_arguments(parser, required=False)
     parser.add_argument("--out", required=True, type=Path, help="output folder for shards")
     parser.add_argument("--manifest", type=Path, help="featurize the shards of this manifest")
-    parser.add_argument("--shard", type=int, help="only this shard of --manifest")
+    parser.add_argument(
+        "--shard", type=int, nargs="+", help="only these shards of --manifest (one job's)"
+    )
     parser.add_argument(
         "--jobs", type=int, default=0, help="worker processes (default: every core allotted)"
     )
@@ -249,8 +301,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--global-features",
         help="comma-separated crystal descriptors to store (see mofsieve.descriptors)",
     )
+    parser.add_argument(
+        "--columns",
+        help="comma-separated optional graph columns (reverse_edges,orbital_neighbour_sum: "
+        "what OCrystalNet models need; see mofsieve.graph_columns)",
+    )
     parser.add_argument("--max-atoms", type=int, default=Limits.max_atoms)
     parser.add_argument("--min-distance", type=float, default=Limits.min_distance, help="Å")
+    parser.add_argument(
+        "--partial-occupancy",
+        choices=OCCUPANCY_POLICIES,
+        default=Limits.partial_occupancy,
+        help="a CIF with sites of partial occupancy: reject it (a failure naming the sites), or "
+        "keep it, every site a full atom, with a warning (default %(default)s)",
+    )
 
 
 def featurization_from_arguments(args: argparse.Namespace) -> FeaturizationParams:
@@ -262,6 +326,7 @@ def featurization_from_arguments(args: argparse.Namespace) -> FeaturizationParam
             ("--cutoff", args.cutoff),
             ("--max-neighbors", args.max_neighbors),
             ("--global-features", args.global_features),
+            ("--columns", args.columns),
         )
         if value is not None
     ]
@@ -281,7 +346,17 @@ def featurization_from_arguments(args: argparse.Namespace) -> FeaturizationParam
         cutoff=default.cutoff if args.cutoff is None else args.cutoff,
         max_neighbors=default.max_neighbors if args.max_neighbors is None else args.max_neighbors,
         global_feature_names=tuple(n for n in (args.global_features or "").split(",") if n),
+        columns=_columns_argument(args.columns),
     )
+
+
+def _columns_argument(text: str | None) -> tuple[str, ...]:
+    from mofsieve.graph_columns import check_columns
+
+    try:
+        return check_columns([c for c in (text or "").split(",") if c])
+    except ValueError as err:
+        raise InputError(f"--columns: {err}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -293,7 +368,11 @@ def run(args: argparse.Namespace) -> int:
     except (InputError, ModelDirError, FeaturizationMismatch) as err:
         log.error("%s", err)
         return 2
-    limits = Limits(max_atoms=args.max_atoms, min_distance=args.min_distance)
+    limits = Limits(
+        max_atoms=args.max_atoms,
+        min_distance=args.min_distance,
+        partial_occupancy=args.partial_occupancy,
+    )
     jobs = args.jobs or available_cores()
     rank, size, comm = 0, 1, None
     if args.mpi:
@@ -308,7 +387,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", err)
         return 2
     n_shards = rows[-1].shard + 1
-    shards = [args.shard] if args.shard is not None else list(range(n_shards))
+    shards = args.shard if args.shard is not None else list(range(n_shards))
     mine = shards[rank::size]
     progress = sys.stderr.isatty() and size == 1
     for shard in mine:
@@ -324,7 +403,8 @@ def run(args: argparse.Namespace) -> int:
         comm.Barrier()
     if args.shard is None and rank == 0:
         merged = merge_failures(args.out, n_shards)
-        log.info("all %d shards done; failures in %s", n_shards, merged)
+        warned = merge_warnings(args.out, n_shards)
+        log.info("all %d shards done; failures in %s, warnings in %s", n_shards, merged, warned)
     return 0
 
 

@@ -9,16 +9,22 @@ per-shard featurization failures.
 Outputs (all written atomically):
 
 ``ranked.csv``
-    ``rank,mof_id,prediction_<unit>,uncertainty_<unit>,flagged,n_atoms,source`` for every MOF
-    that has a prediction, best (largest) first. Values are rounded to the written precision
-    *before* sorting, so MOFs that look tied in the file are tied, and ties are broken by
-    ``mof_id``: the order never depends on shard or thread scheduling.
+    ``rank,mof_id,prediction_<unit>,uncertainty_<unit>,flagged,checks,n_atoms,source`` for
+    every MOF that has a prediction, best (largest) first. Values are rounded to the written
+    precision *before* sorting, so MOFs that look tied in the file are tied, and ties are
+    broken by ``mof_id``: the order never depends on shard or thread scheduling. ``checks``
+    names the structure checks a MOF's CIF raised (``;``-separated, empty when clean). The
+    top fraction (or count) is flagged, except that a MOF with a check of ``--skip-checks``
+    gives its place to the next one: GCMC time goes to as many structures as asked for, none
+    of them broken.
 ``flagged.csv``
     the flagged rows plus ``charge_status`` (``ok``, ``missing``, ``net_charge_nonzero``,
     ``unreadable``) and ``net_charge_e`` from the CIF itself, which the GCMC hand-off needs.
 ``failures.csv``
     ``mof_id,source,stage,reason`` for every MOF of the manifest that has no usable prediction:
     the featurizer's failures, non-finite predictions, and MOFs missing from every output.
+``warnings.csv``
+    ``mof_id,source,check,detail``: the featurizer's per-shard warnings gathered, sorted.
 """
 
 from __future__ import annotations
@@ -37,6 +43,14 @@ from pathlib import Path
 from mofsieve.atomic import write_csv_atomic
 from mofsieve.failures import Failure, FailureFileError, read_failures, write_failures
 from mofsieve.manifest import InputError, read_manifest, shard_count
+from mofsieve.warning_records import (
+    CHECKS,
+    DEFAULT_SKIP_CHECKS,
+    WarningFileError,
+    checks_by_mof,
+    read_warnings,
+    write_warnings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +78,7 @@ class RankedRow:
     flagged: bool
     n_atoms: int
     source: str
+    checks: tuple[str, ...] = ()
 
 
 def unit_slug(unit: str) -> str:
@@ -85,27 +100,41 @@ def value_columns(unit: str) -> tuple[str, str]:
 def shard_files(
     inputs: Sequence[str | os.PathLike[str]], n_shards: int, pattern: str
 ) -> list[Path]:
-    """Files named directly, or for a folder exactly ``pattern.format(k)`` for every shard k.
+    """Files named directly, and for the folders named exactly ``pattern.format(k)`` for every
+    shard k, in shard order, each from the first folder that holds it: one folder may hold
+    every shard, or several folders some each (one per workflow job).
 
     Folders are never globbed: a stale file from an earlier run with another shard size must
-    not leak into this one, and a missing shard is an error, not a silent gap.
+    not leak into this one, and a shard that no folder holds is an error, not a silent gap.
     """
     files: list[Path] = []
+    folders: list[Path] = []
+    at = None  # where the folders' files go among the files named directly
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            expected = [path / pattern.format(k) for k in range(n_shards)]
-            absent = [p.name for p in expected if not p.is_file()]
-            if absent:
-                raise RankError(
-                    f"{len(absent)} of {n_shards} shard files missing in {path}: "
-                    f"{', '.join(absent[:5])}{' …' if len(absent) > 5 else ''}"
-                )
-            files.extend(expected)
+            at = len(files) if at is None else at
+            folders.append(path)
         elif path.is_file():
             files.append(path)
         else:
             raise RankError(f"no such file or folder: {path}")
+    if not folders:
+        return files
+    holder: dict[str, Path] = {}
+    for folder in reversed(folders):  # the first folder holding a name wins
+        holder.update(dict.fromkeys(os.listdir(folder), folder))
+    expected = [pattern.format(k) for k in range(n_shards)]
+    absent = [name for name in expected if name not in holder]
+    if absent:
+        where = (
+            str(folders[0]) if len(folders) == 1 else f"{len(folders)} folders ({folders[0]}, …)"
+        )
+        raise RankError(
+            f"{len(absent)} of {n_shards} shard files missing in {where}: "
+            f"{', '.join(absent[:5])}{' …' if len(absent) > 5 else ''}"
+        )
+    files[at:at] = [holder[name] / name for name in expected]
     return files
 
 
@@ -191,13 +220,30 @@ def n_to_flag(n_ranked: int, top_fraction: float | None, top_count: int | None) 
     return min(n_ranked, top_count)
 
 
+def skip_checks_argument(text: str) -> tuple[str, ...]:
+    """``isolated_atom,coordination`` → the check names; an unknown name is a RankError."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown:
+        raise RankError(f"unknown check(s) {', '.join(unknown)} (known: {', '.join(CHECKS)})")
+    return names
+
+
 def rank_predictions(
     predictions: dict[str, Prediction],
     sources: dict[str, str],
     top_fraction: float | None = None,
     top_count: int | None = None,
+    checks: dict[str, tuple[str, ...]] | None = None,
+    skip_checks: Sequence[str] = (),
 ) -> tuple[list[RankedRow], list[Failure]]:
-    """Rank finite predictions best first; return the rows and failures for non-finite ones."""
+    """Rank finite predictions best first; return the rows and failures for non-finite ones.
+
+    ``checks`` holds each MOF's structure checks; the best MOFs are flagged, as many as
+    ``top_fraction`` of all ranked or ``top_count``, passing over any with a check in
+    ``skip_checks``.
+    """
+    checks = checks or {}
     failures: list[Failure] = []
     usable: list[tuple[float, float, Prediction]] = []
     for pred in predictions.values():
@@ -214,18 +260,24 @@ def rank_predictions(
         usable.append((round(pred.value, PRECISION), round(pred.uncertainty, PRECISION), pred))
     usable.sort(key=lambda item: (-item[0], item[2].mof_id))
     n_flag = n_to_flag(len(usable), top_fraction, top_count) if usable else 0
-    rows = [
-        RankedRow(
-            rank=i + 1,
-            mof_id=pred.mof_id,
-            prediction=value,
-            uncertainty=uncertainty,
-            flagged=i < n_flag,
-            n_atoms=pred.n_atoms,
-            source=sources.get(pred.mof_id, ""),
+    skip = set(skip_checks)
+    rows = []
+    for i, (value, uncertainty, pred) in enumerate(usable):
+        found = checks.get(pred.mof_id, ())
+        flagged = n_flag > 0 and not skip.intersection(found)
+        n_flag -= flagged
+        rows.append(
+            RankedRow(
+                rank=i + 1,
+                mof_id=pred.mof_id,
+                prediction=value,
+                uncertainty=uncertainty,
+                flagged=flagged,
+                n_atoms=pred.n_atoms,
+                source=sources.get(pred.mof_id, ""),
+                checks=found,
+            )
         )
-        for i, (value, uncertainty, pred) in enumerate(usable)
-    ]
     return rows, failures
 
 
@@ -239,7 +291,7 @@ def _fmt(value: float) -> str:
 
 def ranked_header(unit: str) -> list[str]:
     pred_col, unc_col = value_columns(unit)
-    return ["rank", "mof_id", pred_col, unc_col, "flagged", "n_atoms", "source"]
+    return ["rank", "mof_id", pred_col, unc_col, "flagged", "checks", "n_atoms", "source"]
 
 
 def _ranked_cells(row: RankedRow) -> list[object]:
@@ -249,6 +301,7 @@ def _ranked_cells(row: RankedRow) -> list[object]:
         _fmt(row.prediction),
         _fmt(row.uncertainty),
         "yes" if row.flagged else "no",
+        ";".join(row.checks),
         row.n_atoms,
         row.source,
     ]
@@ -266,7 +319,12 @@ def run_rank(
     top_count: int | None = None,
     minus_predictions: Sequence[Path] = (),
     check_charges: bool = True,
+    warnings: Sequence[Path] = (),
+    out_warnings: Path | None = None,
+    skip_checks: Sequence[str] = DEFAULT_SKIP_CHECKS,
 ) -> list[RankedRow]:
+    """Rank, flag and gather; ``warnings`` are the featurizer's warning files (or folders of
+    ``warnings-KKKKK.csv``), whose checks fill ``ranked.csv``'s ``checks`` column."""
     sources = {row.mof_id: row.source for row in read_manifest(manifest)}
     n_shards = shard_count(manifest)
     primary = read_predictions(shard_files(predictions, n_shards, "shard-{:05d}.csv"))
@@ -276,7 +334,11 @@ def run_rank(
         else None
     )
     combined = combine(primary, minus)
-    rows, bad = rank_predictions(combined, sources, top_fraction, top_count)
+    warning_files = shard_files(warnings, n_shards, "warnings-{:05d}.csv")
+    warning_rows = sorted((w for path in warning_files for w in read_warnings(path)),
+                          key=lambda w: (w.mof_id, w.check, w.detail))  # fmt: skip
+    checks = checks_by_mof(warning_rows)
+    rows, bad = rank_predictions(combined, sources, top_fraction, top_count, checks, skip_checks)
 
     failure_rows = [
         f
@@ -315,13 +377,13 @@ def run_rank(
         ),
     )
     write_failures(failure_rows, out_failures)
-    log.info(
-        "ranked %d MOFs, flagged %d, %d failures (of %d in the manifest)",
-        len(rows),
-        len(flagged),
-        len(failure_rows),
-        len(sources),
-    )
+    if out_warnings is not None:
+        write_warnings(warning_rows, out_warnings)
+    passed = sum(1 for r in rows[: flagged[-1].rank if flagged else 0] if not r.flagged)
+    skipped = ",".join(skip_checks) or "none"
+    log.info(f"ranked {len(rows)} MOFs, flagged {len(flagged)} ({passed} passed over for checks "
+             f"{skipped}), {len(failure_rows)} failures, {len(checks)} MOFs with warnings (of "
+             f"{len(sources)} in the manifest)")  # fmt: skip
     return rows
 
 
@@ -336,7 +398,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         nargs="+",
         type=Path,
-        help="prediction CSVs, or a folder holding shard-KKKKK.csv for every manifest shard",
+        help="prediction CSVs, or folders holding shard-KKKKK.csv (each manifest shard in one)",
     )
     parser.add_argument(
         "--minus-predictions",
@@ -350,7 +412,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         type=Path,
         default=[],
-        help="featurizer failure CSVs, or a folder holding failures-KKKKK.csv for every shard",
+        help="featurizer failure CSVs, or folders holding failures-KKKKK.csv (each shard in one)",
+    )
+    parser.add_argument(
+        "--warnings",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="featurizer warning CSVs, or folders holding warnings-KKKKK.csv (each shard in one) "
+        "(their checks fill ranked.csv's checks column)",
+    )
+    parser.add_argument(
+        "--skip-checks",
+        default=",".join(DEFAULT_SKIP_CHECKS),
+        help="comma-separated checks whose MOFs are never flagged (default %(default)s; '' for "
+        f"none; checks: {', '.join(CHECKS)})",
     )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--top-fraction", type=float, help="flag this fraction, e.g. 0.05")
@@ -361,6 +437,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ranked", type=Path, help="default OUT_DIR/ranked.csv")
     parser.add_argument("--flagged", type=Path, help="default OUT_DIR/flagged.csv")
     parser.add_argument("--failures-out", type=Path, help="default OUT_DIR/failures.csv")
+    parser.add_argument("--warnings-out", type=Path, help="default OUT_DIR/warnings.csv")
     parser.add_argument(
         "--no-charge-check",
         action="store_true",
@@ -375,6 +452,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         run_rank(
+            skip_checks=skip_checks_argument(args.skip_checks),
+            warnings=args.warnings,
+            out_warnings=args.warnings_out or args.out_dir / "warnings.csv",
             manifest=args.manifest,
             predictions=args.predictions,
             minus_predictions=args.minus_predictions,
@@ -387,7 +467,7 @@ def run(args: argparse.Namespace) -> int:
             top_count=args.top_count,
             check_charges=not args.no_charge_check,
         )
-    except (RankError, InputError, FailureFileError) as err:
+    except (RankError, InputError, FailureFileError, WarningFileError) as err:
         log.error("%s", err)
         return 1
     return 0

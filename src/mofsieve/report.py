@@ -3,7 +3,9 @@
 Sections: a summary (how many MOFs came in, were ranked, flagged, failed), the distribution of
 predictions with the flag threshold, the top candidates as a table, one picture per top
 candidate of its atoms coloured by the model's attention-pooling weight (the AE-CGCNN paper's
-Fig. 3 idea: which atoms the readout listened to), and the failures grouped by reason.
+Fig. 3 idea: which atoms the readout listened to), the structure checks by count (from
+``ranked.csv``'s ``checks`` column: how many ranked MOFs raised each, how many of those are
+flagged, how many the flagging passed over), and the failures grouped by reason.
 Pictures are PNGs embedded as base64 ``data:`` URIs; styles are inline.
 
 Attention files (``--attention DIR``: ``attention-KKKKK.h5`` per shard) are read with
@@ -35,6 +37,7 @@ from mofsieve.atomic import write_text_atomic
 from mofsieve.attention import AttentionFormatError, has_learned_weights, read_attention
 from mofsieve.failures import FailureFileError, read_failures
 from mofsieve.manifest import InputError, read_manifest
+from mofsieve.warning_records import CHECKS
 
 log = logging.getLogger(__name__)
 
@@ -171,10 +174,17 @@ def shard_of(manifest: Path) -> dict[str, int]:
     return {row.mof_id: row.shard for row in read_manifest(manifest)}
 
 
-def load_atoms(graph_dir: Path, shard: int, mof_ids: set[str]) -> dict[str, tuple]:
+def in_folders(folders: Path | Sequence[Path], name: str) -> Path:
+    """``name`` in the first of ``folders`` that holds it (the workflow's graphs and attention
+    files are in one folder per job), else in the first folder: a path that does not exist."""
+    folders = [folders] if isinstance(folders, Path) else list(folders)
+    return next((f / name for f in folders if (f / name).is_file()), folders[0] / name)
+
+
+def load_atoms(graph_dir: Path | Sequence[Path], shard: int, mof_ids: set[str]) -> dict[str, tuple]:
     from mofsieve.store import ShardReader
 
-    path = graph_dir / f"shard-{shard:05d}.h5"
+    path = in_folders(graph_dir, f"shard-{shard:05d}.h5")
     if not path.is_file():
         return {}
     reader = ShardReader(path)
@@ -241,8 +251,8 @@ def build_report(
     failures_csv: Path,
     out_html: Path,
     manifest: Path | None = None,
-    graph_dir: Path | None = None,
-    attention_dir: Path | None = None,
+    graph_dir: Path | Sequence[Path] | None = None,
+    attention_dir: Path | Sequence[Path] | None = None,
     n_table: int = 50,
     n_pictures: int = 12,
     title: str = "mofsieve screening report",
@@ -291,6 +301,8 @@ def build_report(
         )
     )
 
+    parts.append("<h2>Structure checks</h2>" + _checks_section(ranked))
+
     parts.append("<h2>Failures by reason</h2>")
     if failures:
         by_reason = Counter((f.stage, _reason_kind(f.reason)) for f in failures)
@@ -325,6 +337,39 @@ def build_report(
     return out_html
 
 
+def _checks_section(ranked: RankedTable) -> str:
+    """Each check by count among the ranked MOFs: raised, flagged anyway, passed over."""
+    if "checks" not in ranked.header:
+        return "<p class='muted'>ranked.csv has no checks column (ranked before the checks).</p>"
+    last_flagged = max((i for i, r in enumerate(ranked.rows) if r.get("flagged") == "yes"),
+                       default=-1)  # fmt: skip
+    tally: dict[str, list[list[str]]] = {}
+    for i, r in enumerate(ranked.rows):
+        for check in filter(None, r["checks"].split(";")):
+            seen = tally.setdefault(check, [[], [], []])
+            seen[0].append(r["mof_id"])
+            if r.get("flagged") == "yes":
+                seen[1].append(r["mof_id"])
+            elif i < last_flagged:
+                seen[2].append(r["mof_id"])
+    if not tally:
+        return "<p>No ranked MOF raised a structure check.</p>"
+    order = sorted(tally, key=lambda c: (-len(tally[c][0]), c))
+    rows = [
+        [c, CHECKS.get(c, ""), len(tally[c][0]), len(tally[c][1]), len(tally[c][2]),
+         ", ".join(sorted(tally[c][0])[:5])]
+        for c in order
+    ]  # fmt: skip
+    n_any = sum(1 for r in ranked.rows if r["checks"])
+    header = ["check", "meaning", "MOFs", "flagged", "passed over", "examples"]
+    return (
+        f"<p>{n_any} of {len(ranked.rows)} ranked MOFs raised a check; a MOF passed over "
+        "ranked above the flag threshold but was not flagged because of its checks "
+        "(<code>flag.skip_checks</code>). Details per MOF: <code>warnings.csv</code>.</p>"
+        + _table(header, rows)
+    )
+
+
 def _reason_kind(reason: str) -> str:
     """Group reasons that differ only in the details after a colon, or in their numbers:
     "overlapping atoms 3 and 7 only 0.36 Å apart" → "overlapping atoms # and # only # Å apart"."""
@@ -337,8 +382,8 @@ def _pictures(
     pred_col: str,
     unit: str,
     manifest: Path | None,
-    graph_dir: Path | None,
-    attention_dir: Path | None,
+    graph_dir: Path | Sequence[Path] | None,
+    attention_dir: Path | Sequence[Path] | None,
 ) -> str:
     if not rows:
         return "<p class='muted'>No candidates.</p>"
@@ -360,7 +405,7 @@ def _pictures(
             continue
         if not shard_atoms:
             continue
-        path = attention_dir / f"attention-{shard:05d}.h5"
+        path = in_folders(attention_dir, f"attention-{shard:05d}.h5")
         readout, shard_weights = load_attention(path, shard_atoms)
         if has_learned_weights(readout):
             weights.update(shard_weights)
@@ -395,8 +440,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--failures", required=True, type=Path, help="failures.csv")
     parser.add_argument("--out", required=True, type=Path, help="report.html to write")
     parser.add_argument("--manifest", type=Path, help="manifest.csv (which shard holds a MOF)")
-    parser.add_argument("--graphs", type=Path, help="folder of graph shards shard-KKKKK.h5")
-    parser.add_argument("--attention", type=Path, help="folder of attention-KKKKK.h5 files")
+    parser.add_argument(
+        "--graphs", type=Path, nargs="+", help="folders of graph shards shard-KKKKK.h5"
+    )
+    parser.add_argument(
+        "--attention", type=Path, nargs="+", help="folders of attention-KKKKK.h5 files"
+    )
     parser.add_argument("--top", type=int, default=50, help="rows in the top-candidates table")
     parser.add_argument("--pictures", type=int, default=12, help="candidates to draw")
     parser.add_argument("--title", default="mofsieve screening report")

@@ -8,6 +8,12 @@ reason a user reads in ``failures.csv``.
 Two conventions follow pymatgen's CIF parser so that graphs agree with the CGCNN reference to
 floating-point precision: fractional coordinates within a relative 1e-4 of 1/3 or 2/3 are
 snapped to the exact fraction, and every coordinate is wrapped into [0, 1).
+
+What the parser keeps but a user should hear about goes into :attr:`Crystal.notes` as
+``(check, detail)`` pairs under the check names of :mod:`mofsieve.checks`: a file read as
+Latin-1 because it is not UTF-8 (``encoding``), and sites with partial occupancy kept as
+full atoms (``occupancy``), which ``partial_occupancy="reject"`` turns into a
+:class:`StructureError` naming the sites instead.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import gemmi
 import numpy as np
 from ase.geometry import cellpar_to_cell
 
+from mofsieve.warning_records import ENCODING, OCCUPANCY
+
 # pymatgen's CifParser snaps these fractions (relative tolerance 1e-4): finite-precision
 # 0.6667 and 0.66667 both mean 2/3 in crystallography.
 _SNAP_FRACTIONS = (1.0 / 3.0, 2.0 / 3.0)
@@ -28,6 +36,10 @@ _SNAP_TOLERANCE = 1e-4
 # Symmetry-equivalent positions closer than this (fractional, per axis) are one site.
 _SITE_TOLERANCE = 1e-4
 _ELEMENT_SYMBOL = re.compile(r"^([A-Za-z]{1,2})")
+# An occupancy is full when 1 lies within its precision (the stated standard uncertainty, or
+# one unit of its last decimal), but never more than this far from 1 ("0.9" is partial).
+_MAX_OCCUPANCY_PRECISION = 0.05
+OCCUPANCY_POLICIES = ("reject", "keep")
 
 
 class StructureError(ValueError):
@@ -51,6 +63,8 @@ class Crystal:
     frac_coords: np.ndarray  # (n, 3) float64
     lattice: np.ndarray  # (3, 3) float64
     charge: np.ndarray  # (n,) float32
+    # (check, detail) of what was kept but is odd (see the module docstring)
+    notes: tuple[tuple[str, str], ...] = ()
 
     @property
     def n_atoms(self) -> int:
@@ -201,13 +215,63 @@ def _charges(block: gemmi.cif.Block, symbols: list[str], n_sites: int) -> np.nda
     return np.full(n_sites, np.nan, dtype=np.float32)
 
 
-def parse_cif(text: str | bytes, max_atoms: int = 20_000) -> Crystal:
-    """Read one CIF into its P1 unit cell; raises :class:`StructureError` with the reason."""
+def _is_full(value: str) -> bool:
+    """Whether an ``_atom_site_occupancy`` value means a full site ('?' and '.' do: the CIF
+    default is 1)."""
+    number = gemmi.cif.as_number(value)
+    if not math.isfinite(number):
+        return True
+    mantissa, _, uncertainty = value.partition("(")
+    decimals = len(mantissa.partition(".")[2].rstrip()) if "." in mantissa else 0
+    precision = 10.0**-decimals
+    if uncertainty.rstrip(")").isdigit():
+        precision = max(precision, int(uncertainty.rstrip(")")) * precision)
+    return abs(number - 1.0) <= min(precision, _MAX_OCCUPANCY_PRECISION) + 1e-12
+
+
+def _partial_sites(block: gemmi.cif.Block, labels: list[str]) -> list[str]:
+    """``label occupancy`` of every site whose occupancy is not 1 within its precision."""
+    values = [gemmi.cif.as_string(v) for v in block.find_values("_atom_site_occupancy")]
+    if len(values) != len(labels):
+        return []
+    return [f"{label} {v}" for label, v in zip(labels, values, strict=True) if not _is_full(v)]
+
+
+def _occupancy_note(
+    block: gemmi.cif.Block, labels: list[str], policy: str
+) -> tuple[str, str] | None:
+    partial = _partial_sites(block, labels)
+    if not partial:
+        return None
+    shown = ", ".join(partial[:5]) + (", …" if len(partial) > 5 else "")
+    sites = f"{len(partial)} site{'s' if len(partial) > 1 else ''}"
+    if policy == "reject":
+        raise StructureError(
+            f"partial occupancy at {sites} ({shown}): a disordered model; "
+            "ingest.partial_occupancy: keep reads every site as a full atom"
+        )
+    return (OCCUPANCY, f"{sites} with partial occupancy read as full atoms: {shown}")
+
+
+def parse_cif(
+    text: str | bytes, max_atoms: int = 20_000, partial_occupancy: str = "keep"
+) -> Crystal:
+    """Read one CIF into its P1 unit cell; raises :class:`StructureError` with the reason.
+
+    ``partial_occupancy``: ``"keep"`` reads every site as a full atom (noting it in
+    :attr:`Crystal.notes`), ``"reject"`` raises. The library default is ``keep`` so that the
+    tools reading a CIF the screen already accepted (GCMC hand-off, charge check) read it as
+    the featurizer did; ``mofsieve featurize`` rejects unless told otherwise.
+    """
+    if partial_occupancy not in OCCUPANCY_POLICIES:
+        raise ValueError(f"partial_occupancy must be one of {OCCUPANCY_POLICIES}")
+    notes: list[tuple[str, str]] = []
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
             text = text.decode("latin-1")
+            notes.append((ENCODING, "not UTF-8: read as Latin-1"))
     if not text.strip():
         raise StructureError("empty file")
     try:
@@ -237,6 +301,11 @@ def parse_cif(text: str | bytes, max_atoms: int = 20_000) -> Crystal:
         raise StructureError("atom sites have neither _atom_site_type_symbol nor _atom_site_label")
     elements = np.array([_atomic_number(s, i) for i, s in enumerate(symbols)], dtype=np.int64)
     charges = _charges(block, symbols, n_sites)
+    labels = [gemmi.cif.as_string(s) for s in block.find_values("_atom_site_label")]
+    occupancy = _occupancy_note(block, labels if len(labels) == n_sites else symbols,
+                                partial_occupancy)  # fmt: skip
+    if occupancy:
+        notes.append(occupancy)
 
     ops = _symmetry_operations(block)
     coords, origin = _expand(_snap(frac), ops)
@@ -249,6 +318,7 @@ def parse_cif(text: str | bytes, max_atoms: int = 20_000) -> Crystal:
         frac_coords=coords,
         lattice=lattice,
         charge=charges[origin],
+        notes=tuple(notes),
     )
 
 
