@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # CI after `make test`: a real single-node SLURM on loopback, then
-#  1. `snakemake --profile slurm` (+ the CI overlay) end to end on 60 real CoRE MOF CIFs + 1 broken
-#  2. the generated RASPA sbatch array, with a stand-in for `simulate`
-#  3. featurize as one 2-rank MPI job under `srun --mpi=pmi2`, asserting both ranks ran
+#  1. the plan of a 300,000-CIF screen under the SLURM profile (dry run): at most 300 jobs
+#  2. `snakemake --profile slurm` (+ the CI overlay) end to end on 60 real CoRE MOF CIFs + 1 broken
+#  3. the generated RASPA sbatch array, with a stand-in for `simulate`
+#  4. featurize as one 2-rank MPI job under `srun --mpi=pmi2`, asserting both ranks ran
 # The daemons are stopped by their recorded PIDs on any exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,12 @@ fi
 trap '.ci/slurm.sh down' EXIT  # ours from here on, also after a partial bring-up
 [[ $up -eq 0 ]] || exit "$up"
 
-rm -rf results/ci-slurm results/ci-mpi
+rm -rf results/ci-slurm results/ci-mpi results/ci-plan
+say "plan of 300,000 CIFs under the SLURM profile (dry run)"
+timeout -k 60 600 python .ci/plan_jobs.py --cifs 300000 --max-jobs 300 --out results/ci-plan \
+    -- "${PROFILE[@]}"
+rm -rf results/ci-plan
+
 python .ci/make_ci_input.py --count 60 --out results/ci-input/core60.tar.gz
 
 say "snakemake --profile slurm: end to end"
@@ -62,7 +68,8 @@ log = Path("results/ci-mpi/logs/featurize_mpi.log").read_text()
 ranks = sorted(set(re.findall(r"MPI rank (\d+) of (\d+)", log)))
 assert ranks == [("0", "2"), ("1", "2")], f"ranks seen in the log: {ranks}"
 mpi = sorted(Path("results/ci-mpi/graphs").glob("shard-*.h5"))
-single = sorted(Path("results/ci-slurm/graphs").glob("shard-*.h5"))
+# the per-job run: one folder of shards per featurize job
+single = sorted(Path("results/ci-slurm/graphs").glob("shards-*/shard-*.h5"), key=lambda p: p.name)
 assert [p.name for p in mpi] == [p.name for p in single] and mpi, (mpi, single)
 for a, b in zip(mpi, single):
     assert ShardReader(a).ids == ShardReader(b).ids, a

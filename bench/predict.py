@@ -11,9 +11,9 @@ run as ``mofsieve predict`` runs them, with the fused CPU kernels of ``mofsieve.
 they can be built, and again with PyTorch operators only. A last line times
 what ``mofsieve predict`` does by default on top: atoms the model cannot tell apart computed
 once (``mofsieve.symmetry``; it pays on structures without per-atom partial charges, such as
-``--graphs results/core2019-asr/graphs`` after ``make screen``). Graphs: the first N
-of the shards given (default the featurized shared CoRE MOF 2019 set); without shards, the
-first N CIFs of ``../shared/data/core2019-co2/cifs.tar.xz`` are featurized first.
+``--graphs results/core2019-asr/graphs/shards-00000-00009`` after ``make screen``). Graphs:
+the first N of the shards given (default the featurized shared CoRE MOF 2019 set); without
+shards, the first N CIFs of ``../shared/data/core2019-co2/cifs.tar.xz`` are featurized first.
 """
 
 from __future__ import annotations

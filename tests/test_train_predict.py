@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -484,3 +485,156 @@ def test_predict_on_cuda_without_a_gpu_says_so_in_one_line(trained, real_shards,
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "torch sees no usable GPU" in errors[0].getMessage()
     assert "Traceback" not in caplog.text and not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# one predict job for several shards (--out-dir), and what it imports
+
+
+def test_predict_out_dir_writes_each_shards_files_as_one_csv_would(
+    trained, real_shards, tmp_path, caplog
+):
+    """``--out-dir``: shard-K.csv and attention-K.h5 per graph shard shard-K.h5, the same
+    rows and weights as one ``--out`` CSV over both shards; the log sets model time against
+    the process's life."""
+    from mofsieve.attention import read_attention
+
+    graphs, _ = real_shards
+    out, att, folder = tmp_path / "all.csv", tmp_path / "all.h5", tmp_path / "job"
+    common = ("--model", trained, "--graphs", graphs, "--device", "cpu", "--batch-atoms", "300")
+    with caplog.at_level("INFO"):
+        assert predict_cli(*common, "--out", out, "--attention", att) == 0
+        assert predict_cli(*common, "--out-dir", folder, "--attention", folder) == 0
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "attention-00000.h5", "attention-00001.h5", "shard-00000.csv", "shard-00001.csv",
+    ]  # fmt: skip
+    whole = out.read_text().splitlines()
+    parts = [(folder / f"shard-0000{k}.csv").read_text().splitlines() for k in (0, 1)]
+    assert parts[0][0] == parts[1][0] == whole[0]  # the header
+    assert parts[0][1:] + parts[1][1:] == whole[1:]
+    assert len(parts[0]) - 1 == len(ShardReader(graphs / "shard-00000.h5")) == 7
+    ids = {r.split(",")[0] for r in whole[1:]}
+    readout, weights = read_attention(att, ids)
+    for k in (0, 1):
+        reader = ShardReader(graphs / f"shard-0000{k}.h5")
+        readout_k, weights_k = read_attention(folder / f"attention-0000{k}.h5", set(reader.ids))
+        assert readout_k == readout and set(weights_k) == set(reader.ids)
+        for mof_id, w in weights_k.items():
+            np.testing.assert_array_equal(w, weights[mof_id])
+    timing = [r.getMessage() for r in caplog.records if "wall/model" in r.getMessage()]
+    assert len(timing) == 2  # one line a job, either way
+    for line in timing:
+        assert line.startswith("12 MOFs in 2 shard(s): model ") and "since the process" in line
+        model_s, total_s = map(float, re.search(r"model ([\d.]+) s of ([\d.]+) s", line).groups())
+        assert 0 < model_s <= total_s  # the process (pytest here) is older than its predicting
+
+
+def test_predict_out_dir_failing_midway_keeps_only_the_shards_it_finished(
+    trained, real_shards, tmp_path, caplog
+):
+    """A shard that breaks after the first one was predicted: the first shard's files are
+    complete, the broken one's absent, and no temporary file is left behind."""
+    graphs, _ = real_shards
+    broken = tmp_path / "graphs"
+    shutil.copytree(graphs, broken)
+    with h5py.File(broken / "shard-00001.h5", "a") as h5:
+        del h5["edge_dist"]  # parameters still readable, graphs not
+    folder = tmp_path / "job"
+    common = ("--model", trained, "--device", "cpu", "--attention", folder)
+    assert predict_cli(*common, "--graphs", broken, "--out-dir", folder) != 0
+    assert "edge_dist" in caplog.text
+    assert sorted(p.name for p in folder.iterdir()) == ["attention-00000.h5", "shard-00000.csv"]
+    assert predict_cli(*common, "--graphs", graphs / "shard-00000.h5", "--out-dir", tmp_path) == 0
+    assert (folder / "shard-00000.csv").read_bytes() == (tmp_path / "shard-00000.csv").read_bytes()
+
+
+def test_predict_out_dir_needs_graph_shards_with_distinct_names(
+    trained, real_shards, cif_folder, tmp_path, caplog
+):
+    graphs, _ = real_shards
+    renamed = tmp_path / "graphs.h5"
+    shutil.copy(graphs / "shard-00000.h5", renamed)
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copy(graphs / "shard-00001.h5", again)
+    folder = tmp_path / "job"
+    with caplog.at_level("ERROR"):
+        assert predict_cli("--model", trained, "--graphs", renamed, "--out-dir", folder) == 2
+        assert predict_cli("--model", trained, "--graphs", graphs, again, "--out-dir", folder) == 2
+        assert predict_cli("--model", trained, cif_folder, "--out-dir", folder) == 2
+    assert f"{renamed}: --out-dir names its outputs after graph shards shard-K.h5" in caplog.text
+    assert (
+        f"two graph shards named shard-00001.h5 ({graphs / 'shard-00001.h5'}, "
+        f"{again / 'shard-00001.h5'})" in caplog.text
+    )
+    assert "--out-dir takes --graphs" in caplog.text
+    assert not folder.exists()
+
+
+DEFERRED_PACKAGE = """
+import sys
+sys.path.insert(0, {root!r})
+from mofsieve import lean_imports
+assert lean_imports.defer([("pkg", "pkg.heavy")]) == ["pkg.heavy"]
+import pkg.heavy                      # binds the stand-in: nothing of heavy runs
+print("after import", pkg.RAN, lean_imports.is_deferred("pkg.heavy"))
+import pkg.heavy.part                 # a submodule: heavy's own code runs first (it imports
+print("after submodule", pkg.RAN, lean_imports.is_deferred("pkg.heavy"), pkg.heavy.part.VALUE)
+import pkg.heavy.other                # part itself: once); one it does not import: after it
+print("then", pkg.RAN, pkg.heavy.NAME, pkg.heavy.other.__spec__.name)
+"""
+
+
+def test_a_deferred_module_runs_only_when_used_and_then_as_an_import_would(tmp_path):
+    import subprocess
+    import sys
+
+    heavy = tmp_path / "pkg" / "heavy"
+    heavy.mkdir(parents=True)
+    (tmp_path / "pkg" / "__init__.py").write_text("RAN = []\n")
+    (heavy / "__init__.py").write_text(
+        "import pkg\npkg.RAN.append('heavy')\nNAME = __name__\nfrom . import part\n"
+    )
+    (heavy / "part.py").write_text("import pkg\npkg.RAN.append('part')\nVALUE = 7\n")
+    (heavy / "other.py").write_text("import pkg\npkg.RAN.append('other')\n")
+    script = DEFERRED_PACKAGE.format(root=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "after import [] True",
+        "after submodule ['heavy', 'part'] False 7",
+        "then ['heavy', 'part', 'other'] pkg.heavy pkg.heavy.other",
+    ]
+
+
+PREDICT_JOB = """
+import sys
+from mofsieve.cli import main
+code = main(sys.argv[1:])
+from mofsieve.lean_imports import UNUSED_BY_PREDICT, is_deferred
+print(code, *[is_deferred(name) for _, name in UNUSED_BY_PREDICT])
+"""
+
+
+def test_a_predict_job_never_runs_the_parts_of_torch_and_pyg_it_does_not_use(
+    trained, real_shards, tmp_path
+):
+    """torch._dynamo and PyG's datasets stay unrun through a whole predict (in a fresh
+    process, as a job is), and the predictions are those of a process that imported them."""
+    import subprocess
+    import sys
+
+    graphs, _ = real_shards
+    args = ["predict", "--model", str(trained), "--graphs", str(graphs), "--device", "cpu",
+            "--threads", "1"]  # fmt: skip
+    job = subprocess.run(
+        [sys.executable, "-c", PREDICT_JOB, *args, "--out", str(tmp_path / "job.csv")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert job.returncode == 0, job.stderr
+    assert job.stdout.split() == ["0", "True", "True"]
+    import torch._dynamo  # noqa: F401  # this process has both: the reference
+    import torch_geometric.datasets  # noqa: F401
+
+    assert predict_cli(*args[1:], "--out", tmp_path / "here.csv") == 0
+    assert (tmp_path / "job.csv").read_bytes() == (tmp_path / "here.csv").read_bytes()

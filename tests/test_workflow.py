@@ -48,12 +48,24 @@ def snakemake(workdir: Path, *args: str, timeout: float = 120) -> subprocess.Com
 def test_shipped_config_is_valid_and_defaults_fill_omitted_keys() -> None:
     shipped = mconfig.load_config_file(REPO / "config.yaml", SCHEMA)
     assert shipped["inputs"] == ["core-mof:2019-ASR"]
-    assert shipped["flag"] == {"top_fraction": 0.05}
+    assert shipped["flag"] == {
+        "top_fraction": 0.05,
+        "skip_checks": ["isolated_atom", "coordination"],
+    }
     assert mconfig.model_labels(shipped) == ["0.15bar"]
     cfg = mconfig.validate_config(minimal(), SCHEMA)
     assert cfg["shard_size"] == 500 and cfg["device"] == "auto"
     assert cfg["gcmc"]["cutoff_A"] == 12.0 and cfg["featurize"]["mpi"] is False
+    assert cfg["featurize"]["shards_per_job"] == cfg["predict"]["shards_per_job"] == 10
+    assert shipped["featurize"]["shards_per_job"] == shipped["predict"]["shards_per_job"] == 10
     assert cfg["target"]["temperature_K"] == 298
+    from mofsieve.warning_records import CHECKS, DEFAULT_SKIP_CHECKS
+
+    # the schema's defaults and choices are the code's (mofsieve rank, mofsieve featurize)
+    assert cfg["flag"]["skip_checks"] == list(DEFAULT_SKIP_CHECKS)
+    assert cfg["ingest"] == {"partial_occupancy": "reject"}
+    skip_items = mconfig.load_schema(SCHEMA)["properties"]["flag"]["properties"]["skip_checks"]
+    assert skip_items["items"]["enum"] == list(CHECKS)
 
 
 @pytest.mark.parametrize(
@@ -64,6 +76,11 @@ def test_shipped_config_is_valid_and_defaults_fill_omitted_keys() -> None:
         ({"target": {"pressure": "high"}}, "target.pressure: 'high' is neither a pressure"),
         ({"flag": {"top_fraction": 1.5}}, "flag.top_fraction: 1.5 is greater than the maximum"),
         ({"flag": {"top_fraction": 0.1, "top_count": 5}}, "flag: give exactly one of"),
+        ({"flag": {"skip_checks": []}}, "flag: give exactly one of"),
+        ({"flag": {"top_count": 5, "skip_checks": ["coordinaton"]}},
+         "flag.skip_checks.0: 'coordinaton' is not one of ['isolated_atom'"),
+        ({"ingest": {"partial_occupancy": "drop"}},
+         "ingest.partial_occupancy: 'drop' is not one of ['reject', 'keep']"),
         ({"device": "tpu"}, "device: 'tpu' is not one of"),
         ({"gcmc": {"cutof_A": 12}}, "gcmc: Additional properties are not allowed ('cutof_A'"),
         ({"target": {"pressure": 1}}, "target.pressure: no model for 1 bar"),
@@ -133,6 +150,10 @@ def test_rule_arguments_are_lists_of_words() -> None:
     assert mconfig.flag_arguments(cfg) == ["--top-count", "7"]
     cfg["flag"] = {"top_fraction": 0.05}
     assert mconfig.flag_arguments(cfg) == ["--top-fraction", "0.05"]
+    assert mconfig.skip_checks({"flag": {"skip_checks": ["isolated_atom", "coordination"]}}) == (
+        "isolated_atom,coordination"
+    )
+    assert mconfig.skip_checks({"flag": {"skip_checks": []}}) == ""  # {x:q} makes it ''
     assert mconfig.train_extra_arguments(cfg) == ["--epochs", "5", "--gas", "CO2 dry"]
     gcmc = mconfig.gcmc_arguments(cfg)
     assert gcmc[:4] == ["--temperature", "298", "--pressure", "0.15"]
@@ -155,7 +176,8 @@ def test_a_later_source_replaces_the_choice_of_flag_and_the_models_map_whole() -
             ("--config", {"featurize": {"mpi": True}}),
         ]
     )  # fmt: skip
-    assert cfg["flag"] == {"top_count": 100}  # not also config.yaml's top_fraction
+    # not also config.yaml's top_fraction; its skip_checks stay
+    assert cfg["flag"] == {"skip_checks": shipped["flag"]["skip_checks"], "top_count": 100}
     assert cfg["models"] == {"16": "mine/16bar"}  # not also config.yaml's 0.15 bar model
     assert cfg["target"] == {"gas": "CO2", "temperature_K": 298, "pressure": 16}
     assert cfg["featurize"] == {**shipped["featurize"], "threads": 4, "mpi": True}
@@ -166,7 +188,13 @@ def test_a_later_source_replaces_the_choice_of_flag_and_the_models_map_whole() -
     validated = mconfig.load_config_sources(
         [("config.yaml", shipped), ("my.yaml", {"flag": {"top_count": 100}})], SCHEMA
     )
-    assert validated["flag"] == {"top_count": 100}
+    assert validated["flag"] == {"skip_checks": ["isolated_atom", "coordination"], "top_count": 100}
+    # a source that gives skip_checks only keeps the choice made before it
+    cfg, origins = mconfig.merge_config_sources(
+        [("config.yaml", shipped), ("--config", {"flag": {"skip_checks": []}})]
+    )
+    assert cfg["flag"] == {"top_fraction": 0.05, "skip_checks": []}
+    assert origins[("flag", "top_fraction")] == "config.yaml"
 
 
 @pytest.mark.parametrize(
@@ -264,6 +292,49 @@ def test_shard_ids_come_from_the_manifest(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("mof_id,source\na,b\n")
     with pytest.raises(mconfig.ConfigError, match="bad.csv is not a mofsieve manifest"):
         mconfig.shard_ids(tmp_path / "bad.csv")
+    assert mconfig.jobs_of(manifest, 1) == ["00000-00000", "00001-00001"]
+    assert mconfig.jobs_of(manifest, 10) == ["00000-00001"]
+
+
+def test_jobs_take_consecutive_shards_and_the_last_one_the_rest() -> None:
+    assert mconfig.job_names(7, 3) == ["00000-00002", "00003-00005", "00006-00006"]
+    assert mconfig.job_names(6, 3) == ["00000-00002", "00003-00005"]
+    assert mconfig.job_names(600, 10)[-1] == "00590-00599" and len(mconfig.job_names(600, 10)) == 60
+    every = [s for job in mconfig.job_names(23, 4) for s in mconfig.job_shards(job)]
+    assert every == [f"{k:05d}" for k in range(23)]  # each shard in exactly one job, in order
+    assert mconfig.job_folder("results/r/graphs", "00003-00005") == (
+        "results/r/graphs/shards-00003-00005"
+    )
+    with pytest.raises(mconfig.ConfigError, match="shards_per_job must be at least 1, not 0"):
+        mconfig.job_names(5, 0)
+    with pytest.raises(mconfig.ConfigError, match="'00003' is not a job name FFFFF-LLLLL"):
+        mconfig.job_shards("00003")
+
+
+def test_a_predict_job_reads_the_featurize_folders_holding_its_shards() -> None:
+    """Featurize and predict jobs may take different numbers of shards."""
+    featurize = mconfig.job_names(7, 2)  # 00000-00001, 00002-00003, 00004-00005, 00006-00006
+    folders = mconfig.folders_holding("g", featurize, "00001-00003")
+    assert folders == ["g/shards-00000-00001", "g/shards-00002-00003"]
+    assert mconfig.shard_files(folders, "00001-00003", "shard-{}.h5") == [
+        "g/shards-00000-00001/shard-00001.h5",
+        "g/shards-00002-00003/shard-00002.h5",
+        "g/shards-00002-00003/shard-00003.h5",
+    ]
+    assert mconfig.folders_holding("g", featurize, "00006-00006") == ["g/shards-00006-00006"]
+    # the one MPI job's folder holds every shard
+    assert mconfig.shard_files(["g"], "00004-00005", "shard-{}.h5") == [
+        "g/shard-00004.h5", "g/shard-00005.h5",
+    ]  # fmt: skip
+    with pytest.raises(mconfig.ConfigError, match="holds shard 00004"):
+        mconfig.shard_files(folders, "00003-00004", "shard-{}.h5")
+    assert mconfig.option_words("--minus-predictions", ["a", "b"]) == [
+        "--minus-predictions",
+        "a",
+        "b",
+    ]
+    assert mconfig.option_words("--minus-predictions", "a") == ["--minus-predictions", "a"]
+    assert mconfig.option_words("--minus-predictions", []) == []
 
 
 # ------------------------------------------------------------------------------- workflow
@@ -423,34 +494,67 @@ def synthetic_run(
 def test_paths_with_spaces_and_quotes_survive_and_predict_always_writes_atom_weights(
     tmp_path: Path, write_model_dir
 ) -> None:
+    """Five shards; featurize jobs take 2, predict jobs 3: each job one mofsieve call over its
+    shards, reading and writing one folder per job."""
     out = "my 'results'"  # every rule quotes each word: {x:q}
-    synthetic_run(tmp_path, write_model_dir, 100, 50, output_dir=out)
+    per_job = {"featurize": {"shards_per_job": 2}, "predict": {"shards_per_job": 3}}
+    synthetic_run(tmp_path, write_model_dir, 100, 20, output_dir=out, **per_job)
     result = snakemake(tmp_path, "-n", "-p", "--cores", "2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     commands = shell_commands(result.stdout)
     run = f"{out}/big"
-    assert [after(c, "--out") for c in commands["featurize"]] == [[f"{run}/graphs"]] * 2
+    graphs = [f"{run}/graphs/shards-{j}" for j in ("00000-00001", "00002-00003", "00004-00004")]
+    featurized = sorted((after(c, "--shard"), after(c, "--out")) for c in commands["featurize"])
+    assert featurized == [
+        (["00000", "00001"], [graphs[0]]), (["00002", "00003"], [graphs[1]]), (["00004"], [graphs[2]])
+    ]  # fmt: skip
     assert after(commands["featurize"][0], "--manifest") == [f"{run}/manifest.csv"]
     # one predict rule; every job also writes the per-atom weights of the readout
-    predicted = {tuple(after(c, "--out") + after(c, "--attention")) for c in commands["predict"]}
-    assert predicted == {
-        (f"{run}/predictions/0.15bar/shard-{k}.csv", f"{run}/predictions/0.15bar/attention-{k}.h5")
-        for k in ("00000", "00001")
-    }
-    assert sorted(c[-3:] for c in commands["predict"]) == [
-        [">", f"{run}/logs/predict/0.15bar/{k}.log", "2>&1"] for k in ("00000", "00001")
-    ]
+    predicted = sorted(
+        (after(c, "--graphs"), after(c, "--out-dir"), after(c, "--attention"), c[-3:])
+        for c in commands["predict"]
+    )
+    folder = f"{run}/predictions/0.15bar/shards-"
+    assert predicted == [
+        (
+            [f"{graphs[0]}/shard-00000.h5", f"{graphs[0]}/shard-00001.h5",
+             f"{graphs[1]}/shard-00002.h5"],
+            [f"{folder}00000-00002"], [f"{folder}00000-00002"],
+            [">", f"{run}/logs/predict/0.15bar/00000-00002.log", "2>&1"],
+        ),
+        (
+            [f"{graphs[1]}/shard-00003.h5", f"{graphs[2]}/shard-00004.h5"],
+            [f"{folder}00003-00004"], [f"{folder}00003-00004"],
+            [">", f"{run}/logs/predict/0.15bar/00003-00004.log", "2>&1"],
+        ),
+    ]  # fmt: skip
     (rank,) = commands["rank"]
-    assert after(rank, "--predictions") == [f"{run}/predictions/0.15bar"]
+    assert after(rank, "--predictions") == [f"{folder}00000-00002", f"{folder}00003-00004"]
+    assert "--minus-predictions" not in rank  # one model: nothing to subtract
+    assert after(rank, "--failures") == after(rank, "--warnings") == graphs
     assert rank[-3:] == [">", f"{run}/logs/rank.log", "2>&1"]
     (report,) = commands["report"]
-    assert after(report, "--attention") == [f"{run}/predictions/0.15bar"]
+    assert after(report, "--attention") == [f"{folder}00000-00002", f"{folder}00003-00004"]
+    assert after(report, "--graphs") == graphs
     assert after(report, "--quantity") == ["CO2 uptake at 0.15 bar, 298 K"]
     assert after(report, "--title") == ["mofsieve screening report: big"]
     report_job = result.stdout.split("rule report:", 1)[1].split("\n\n", 1)[0]
-    assert f"{run}/predictions/0.15bar/attention-00001.h5" in report_job  # a named input
+    assert f"{folder}00003-00004" in report_job  # a named input
     (gcmc,) = commands["gcmc"]
     assert after(gcmc, "--out") == [f"{run}/gcmc"]
+
+
+def test_working_capacity_ranks_by_subtracting_the_low_pressure_models_predictions(
+    tmp_path: Path, write_model_dir
+) -> None:
+    synthetic_run(tmp_path, write_model_dir, 100, 20, target={"pressure": "working_capacity"})
+    result = snakemake(tmp_path, "-n", "-p", "--cores", "2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (rank,) = shell_commands(result.stdout)["rank"]
+    assert after(rank, "--predictions") == ["results/big/predictions/16bar/shards-00000-00004"]
+    assert after(rank, "--minus-predictions") == [
+        "results/big/predictions/0.15bar/shards-00000-00004"
+    ]
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -458,18 +562,29 @@ def job_counts(output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
 
 
+def submitted_jobs(counts: dict[str, int]) -> int:
+    """SLURM jobs of a dry run's plan made after the manifest: every job but ``all`` (no
+    command: snakemake runs it itself), plus the manifest job of a fresh run."""
+    return counts["total"] - counts.get("all", 0) + ("manifest" not in counts)
+
+
 @pytest.mark.slow
-def test_dag_for_300000_cifs_builds_in_under_30_seconds(tmp_path: Path, write_model_dir) -> None:
+def test_300000_cifs_plan_at_most_300_slurm_jobs_and_their_dag_builds_in_seconds(
+    tmp_path: Path, write_model_dir
+) -> None:
+    """600 shards of 500 CIFs for the working capacity (two models: the most jobs a screen
+    plans), as the shipped SLURM profile would submit them (a dry run: nothing is run)."""
     synthetic_run(tmp_path, write_model_dir, 300_000, 500, target={"pressure": "working_capacity"})
     start = time.perf_counter()
-    result = snakemake(tmp_path, "-n", "--cores", "2")
+    result = snakemake(tmp_path, "-n", "--profile", str(REPO / "slurm"))
     elapsed = time.perf_counter() - start
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     counts = job_counts(result.stdout)
-    assert counts["featurize"] == 600
-    assert counts["predict"] == 1200  # two models for the working capacity
+    assert counts["featurize"] == 60  # 10 shards a job (featurize.shards_per_job)
+    assert counts["predict"] == 120  # 10 shards a job and model (predict.shards_per_job)
     assert counts["rank"] == counts["gcmc"] == counts["report"] == 1
     assert "manifest" not in counts
+    assert submitted_jobs(counts) == 184 <= 300
     assert elapsed < 30, f"DAG for 300,000 CIFs took {elapsed:.1f} s"
 
 
@@ -479,7 +594,7 @@ def test_mpi_mode_featurizes_every_shard_in_one_job(tmp_path: Path, write_model_
     result = snakemake(tmp_path, "-n", "--cores", "2", "-p")
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout)
-    assert counts["featurize_mpi"] == 1 and counts["predict"] == 10
+    assert counts["featurize_mpi"] == 1 and counts["predict"] == 1  # 10 shards, one job
     assert "featurize" not in counts
     assert "srun -n 2 mofsieve featurize --mpi --manifest results/big/manifest.csv" in result.stdout
 
@@ -492,10 +607,10 @@ def test_train_target_trains_on_this_runs_graphs(tmp_path: Path, write_model_dir
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     counts = job_counts(result.stdout)
-    assert counts == {"featurize": 4, "train": 1, "total": 5}
+    assert counts == {"featurize": 1, "train": 1, "total": 2}  # 4 shards, one job
     assert (
-        "mofsieve train --labels labels.csv --target co2 --graphs results/big/graphs"
-        " --out models/my_model" in result.stdout
+        "mofsieve train --labels labels.csv --target co2"
+        " --graphs results/big/graphs/shards-00000-00003 --out models/my_model" in result.stdout
     )
 
 
@@ -588,8 +703,8 @@ def tiny_screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
         models={"0.15": str(root / "model")},
         device="cpu",
         flag={"top_count": 3},
-        featurize={"threads": 1},
-        predict={"threads": 1},
+        featurize={"threads": 1, "shards_per_job": 2},  # 5 shards: jobs of 2, 2 and 1
+        predict={"threads": 1, "shards_per_job": 2},
         report={"pictures": 2},
     )
     (root / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -617,6 +732,8 @@ def test_local_run_end_to_end_then_kill_9_halfway_and_restart_is_byte_identical(
     assert expected.count(b"\n") - 1 + n_failed == 25  # every CIF ranked or failed
     assert expected.count(b"\n") - 1 >= 20
     assert b"BROKEN" in (run / "failures.csv").read_bytes()
+    assert (run / "warnings.csv").read_text().startswith("mof_id,source,check,detail\n")
+    assert b",checks," in expected.split(b"\n", 1)[0]
     assert (run / "gcmc" / "run_raspa.sbatch").is_file()
     assert (run / "report.html").stat().st_size > 10_000
 
@@ -633,15 +750,19 @@ def test_local_run_end_to_end_then_kill_9_halfway_and_restart_is_byte_identical(
     running = None
     while running is None and time.monotonic() < deadline and proc.poll() is None:
         for log in sorted((run / "logs" / "predict").glob("*/*.log")):
-            out = run / "predictions" / log.parent.name / f"shard-{log.stem}.csv"
-            if not out.exists():
-                running = log
+            folder = run / "predictions" / log.parent.name / f"shards-{log.stem}"
+            if not all((folder / f"shard-{k}.csv").exists() for k in mconfig.job_shards(log.stem)):
+                running = log  # a predict job (of two shards but the last) has not finished
                 break
         time.sleep(0.05)
     assert running is not None, "never caught a predict job running"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert not (run / "ranked.csv").exists()
+    # what the kill left is complete: each shard's file as the uninterrupted run wrote it
+    straight_run = straight / "results" / "tiny"
+    for done in (run / "predictions").rglob("shard-*.csv"):
+        assert done.read_bytes() == (straight_run / done.relative_to(run)).read_bytes()
     incomplete = list((killed / ".snakemake" / "incomplete").rglob("*"))
     assert incomplete, "the kill did not land inside a job"
 

@@ -1,56 +1,60 @@
-"""The screening run's config: where it comes from, validation, defaults, and what the rules
-derive from it.
+"""The screening run's config: validation, defaults, and what the rules derive from it.
 
 The Snakemake rules hold no logic of their own; everything a rule needs to know beyond file
 names (which models a target needs, the arguments of ``rank`` and ``gcmc``, the number of
-shards in a manifest) is computed here, where it can be tested without Snakemake.
-
-A run's config comes from several sources, lowest precedence first: the workflow's
-``config.yaml``, each ``--configfile`` in the order given, then ``--config key=value``.
-A later source overrides an earlier one key by key (``target: {pressure: 16}`` keeps
-``config.yaml``'s ``gas`` and ``temperature_K``), except for the keys in
-:data:`REPLACED_WHOLE`, where a later source's value replaces the whole object: ``flag`` is
-a choice of one of two keys, and ``models`` is the list of models to choose from (a
-working capacity uses the highest and lowest pressure in it). Errors name the source and
-the key.
+shards in a manifest, which shards each job takes) is computed here, where it can be tested
+without Snakemake. Where the config comes from (``config.yaml``, ``--configfile``,
+``--config``) and how those sources combine is :mod:`mofsieve.config_sources`; errors name
+the source and the key.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-import yaml
-
 from mofsieve import manifest, modeldir
+from mofsieve.config_sources import (
+    CHOICES,
+    COMMAND_LINE,
+    REPLACED_WHOLE,
+    ConfigError,
+    ConfigSource,
+    Origins,
+    command_line_values,
+    display_name,
+    load_schema,
+    merge_config_sources,
+    normalised,
+    pressure_key,
+    read_config_file,
+    where,
+    workflow_config_sources,
+)
 from mofsieve.featurization_params import FeaturizationMismatch, FeaturizationParams
 from mofsieve.modeldir import ModelSpec
 
+__all__ = [  # the sources' API, used through this module by the Snakefile and the tests
+    "CHOICES",
+    "COMMAND_LINE",
+    "REPLACED_WHOLE",
+    "ConfigError",
+    "ConfigSource",
+    "Origins",
+    "command_line_values",
+    "load_schema",
+    "merge_config_sources",
+    "pressure_key",
+    "read_config_file",
+    "workflow_config_sources",
+]
+
 WORKING_CAPACITY = "working_capacity"
-COMMAND_LINE = "--config"
-# top-level keys whose value a later source replaces as a whole instead of merging into
-REPLACED_WHOLE = ("flag", "models")
-
-# a config source: its name (a file, or COMMAND_LINE) and the keys it gives
-ConfigSource = tuple[str, Mapping[str, Any]]
-# which source gave each key path (("flag", "top_count") → "my.yaml")
-Origins = dict[tuple[str, ...], str]
-
-
-class ConfigError(ValueError):
-    """The config breaks the schema or contradicts itself; the message names source and key."""
-
-
-def pressure_key(value: object) -> str:
-    """A pressure in bar as the string used for model keys and paths: 0.15 → "0.15", 16 → "16"."""
-    try:
-        return format(float(str(value)), "g")
-    except ValueError:
-        return str(value)
 
 
 def _fill_defaults(instance: dict[str, Any], schema: dict[str, Any]) -> None:
@@ -61,164 +65,6 @@ def _fill_defaults(instance: dict[str, Any], schema: dict[str, Any]) -> None:
             _fill_defaults(instance[key], sub)
 
 
-def _where(path: Any) -> str:
-    return ".".join(str(p) for p in path) or "(top level)"
-
-
-def load_schema(path: str | os.PathLike[str]) -> dict[str, Any]:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
-
-
-# ---------------------------------------------------------------------------------------------
-# sources: config.yaml, --configfile, --config
-
-
-def _display(path: str | os.PathLike[str]) -> str:
-    """A config file's name as a user would type it: relative below the working directory."""
-    rel = os.path.relpath(path)
-    return str(path) if rel.startswith("..") else rel
-
-
-def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The keys of a YAML (or JSON) config file; :class:`ConfigError` naming it if unreadable."""
-    try:
-        with open(path) as fh:
-            values = yaml.safe_load(fh)
-    except OSError as err:
-        raise ConfigError(f"{_display(path)}: cannot be read ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{_display(path)}: not valid YAML ({err})") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise ConfigError(
-            f"{_display(path)}: holds a {type(values).__name__}, not a mapping of config keys"
-        )
-    return values
-
-
-def _allows(node: Mapping[str, Any], *types: str) -> bool:
-    """Whether the schema ``node`` (or one of its oneOf/anyOf branches) has one of ``types``."""
-    kinds = node.get("type", ())
-    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
-    if any(k in types for k in kinds):
-        return True
-    return any(_allows(b, *types) for b in (*node.get("oneOf", ()), *node.get("anyOf", ())))
-
-
-def _is_valid(value: Any, node: Mapping[str, Any]) -> bool:
-    import jsonschema
-
-    return jsonschema.Draft7Validator(node).is_valid(value)
-
-
-def _typed(value: Any, node: Mapping[str, Any] | None, path: tuple[Any, ...]) -> Any:
-    if not node:
-        return value
-    if isinstance(value, Mapping):
-        props = node.get("properties", {})
-        extra = node.get("additionalProperties")
-        extra = extra if isinstance(extra, Mapping) else None
-        return {k: _typed(v, props.get(k, extra), (*path, k)) for k, v in value.items()}
-    if isinstance(value, list):
-        items = node.get("items")
-        items = items if isinstance(items, Mapping) else None
-        return [_typed(v, items, (*path, i)) for i, v in enumerate(value)]
-    if isinstance(value, str) and not _is_valid(value, node):
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            if _allows(node, "object", "array"):
-                problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-                raise ConfigError(
-                    f"{COMMAND_LINE}: {_where(path)}: {value!r} is not valid YAML ({problem})"
-                ) from None
-            return value
-        if isinstance(parsed, (Mapping, list)):
-            return _typed(parsed, node, path) if _allows(node, "object", "array") else value
-        return parsed if _is_valid(parsed, node) else value
-    if (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and not _is_valid(value, node)
-        and _is_valid(str(value), node)
-    ):
-        return str(value)  # --config run=2024 is the run name "2024"
-    return value
-
-
-def command_line_values(values: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
-    """``--config`` values as the schema wants them.
-
-    Snakemake parses ``key=value`` as a number if it can, else with YAML's base loader, which
-    keeps every nested scalar a string (``flag={top_count: 100}`` arrives as
-    ``{"top_count": "100"}``) and leaves a value it cannot parse as the whole string. Each
-    such string is parsed as YAML where the schema wants something else (an object, a
-    number, a boolean); a string given for an object that is not YAML is a
-    :class:`ConfigError` naming the key.
-    """
-    props = schema.get("properties", {})
-    return {key: _typed(value, props.get(key), (key,)) for key, value in values.items()}
-
-
-def _normalised(values: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(dict(values))
-    if isinstance(out.get("models"), Mapping):
-        out["models"] = {pressure_key(k): v for k, v in out["models"].items()}
-    return out
-
-
-def _forget(origins: Origins, path: tuple[str, ...]) -> None:
-    for known in [p for p in origins if p[: len(path)] == path]:
-        del origins[known]
-
-
-def _record(origins: Origins, path: tuple[str, ...], value: Any, name: str) -> None:
-    origins[path] = name
-    if isinstance(value, Mapping):
-        for key, sub in value.items():
-            _record(origins, (*path, str(key)), sub, name)
-    elif isinstance(value, list):
-        for i, sub in enumerate(value):
-            _record(origins, (*path, str(i)), sub, name)
-
-
-def _merge_into(
-    merged: dict[str, Any],
-    values: Mapping[str, Any],
-    path: tuple[str, ...],
-    name: str,
-    origins: Origins,
-) -> None:
-    for key, value in values.items():
-        here = (*path, str(key))
-        whole = not path and key in REPLACED_WHOLE
-        if not whole and isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            origins[here] = name
-            _merge_into(merged[key], value, here, name, origins)
-        else:
-            merged[key] = copy.deepcopy(value)
-            _forget(origins, here)
-            _record(origins, here, value, name)
-
-
-def merge_config_sources(sources: Sequence[ConfigSource]) -> tuple[dict[str, Any], Origins]:
-    """One config from ``sources`` (``(name, values)``, lowest precedence first) and which
-    source gave each key.
-
-    A later source's value replaces an earlier one's, key by key inside objects (snakemake's
-    own merge), except that the top-level keys of :data:`REPLACED_WHOLE` are replaced as a
-    whole: ``flag: {top_count: 100}`` over ``flag: {top_fraction: 0.05}`` is
-    ``{top_count: 100}``, and a ``models`` map is the complete list of models.
-    """
-    merged: dict[str, Any] = {}
-    origins: Origins = {}
-    for name, values in sources:
-        _merge_into(merged, _normalised(values), (), name, origins)
-    return merged, origins
-
-
 def load_config_sources(
     sources: Sequence[ConfigSource], schema_path: str | os.PathLike[str]
 ) -> dict[str, Any]:
@@ -226,24 +72,6 @@ def load_config_sources(
     merged, origins = merge_config_sources(sources)
     names = " then ".join(dict.fromkeys(name for name, _ in sources)) or "no config file"
     return validate_config(merged, schema_path, origins=origins, what=f"the config ({names})")
-
-
-def workflow_config_sources(
-    workflow: Any, schema_path: str | os.PathLike[str]
-) -> list[ConfigSource]:
-    """The sources of a Snakemake run's config, lowest precedence first: the workflow's
-    ``configfile:`` (unless ``--replace-workflow-config``), each ``--configfile``, then
-    ``--config`` (typed by the schema, see :func:`command_line_values`)."""
-    settings = workflow.config_settings
-    given = [str(p) for p in settings.configfiles]
-    own = [] if settings.replace_workflow_config else workflow.configfiles[len(given) :]
-    sources: list[ConfigSource] = [
-        (_display(p), read_config_file(p)) for p in [*map(str, own), *given]
-    ]
-    if settings.config:
-        typed = command_line_values(settings.config, load_schema(schema_path))
-        sources.append((COMMAND_LINE, typed))
-    return sources
 
 
 def workflow_config(workflow: Any, schema_path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -296,14 +124,14 @@ def validate_config(
     """
     import jsonschema
 
-    cfg = _normalised(config)
+    cfg = normalised(config)
     schema = load_schema(schema_path)
     _fill_defaults(cfg, schema)
     validator = jsonschema.Draft7Validator(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (list(map(str, e.path)), e.message))
     if errors:
         lines = [
-            f"  {_from(_error_sources(e, origins or {}))}{_where(e.absolute_path)}: {_message(e)}"
+            f"  {_from(_error_sources(e, origins or {}))}{where(e.absolute_path)}: {_message(e)}"
             for e in errors
         ]
         raise ConfigError(f"{what} does not match its schema:\n" + "\n".join(lines))
@@ -330,11 +158,7 @@ def validate_config(
 def _message(error: Any) -> str:
     if error.validator == "oneOf" and error.path and error.path[-1] == "pressure":
         return f"{error.instance!r} is neither a pressure in bar nor 'working_capacity'"
-    if (
-        error.validator in ("minProperties", "maxProperties")
-        and error.path
-        and (error.path[-1] == "flag")
-    ):
+    if error.validator == "oneOf" and error.path and error.path[-1] == "flag":
         return "give exactly one of top_fraction and top_count"
     return error.message
 
@@ -343,7 +167,7 @@ def load_config_file(
     path: str | os.PathLike[str], schema_path: str | os.PathLike[str]
 ) -> dict[str, Any]:
     """The validated config of one file (errors name it)."""
-    return load_config_sources([(_display(path), read_config_file(path))], schema_path)
+    return load_config_sources([(display_name(path), read_config_file(path))], schema_path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,6 +223,11 @@ def flag_arguments(cfg: dict[str, Any]) -> list[str]:
     return ["--top-fraction", repr(float(flag["top_fraction"]))]
 
 
+def skip_checks(cfg: dict[str, Any]) -> str:
+    """``mofsieve rank --skip-checks``'s word for ``flag.skip_checks`` (``""``: none)."""
+    return ",".join(cfg["flag"]["skip_checks"])
+
+
 def gcmc_arguments(cfg: dict[str, Any]) -> list[str]:
     g = cfg["gcmc"]
     return [
@@ -447,6 +276,8 @@ def featurize_arguments(cfg: dict[str, Any]) -> list[str]:
     args = ["--cutoff", str(params.cutoff), "--max-neighbors", str(params.max_neighbors)]
     if params.global_feature_names:
         args += ["--global-features", ",".join(params.global_feature_names)]
+    if params.columns:  # e.g. OCrystalNet's reverse edges and orbital sums
+        args += ["--columns", ",".join(params.columns)]
     return args
 
 
@@ -472,3 +303,82 @@ def shard_ids(manifest: str | os.PathLike[str]) -> list[str]:
     """``00000``…: the shard numbers of a manifest as they appear in file names."""
     st = os.stat(manifest)
     return [f"{k:05d}" for k in range(_n_shards_cached(str(manifest), st.st_mtime_ns, st.st_size))]
+
+
+# ---------------------------------------------------------------------------------------------
+# jobs: each featurize or predict job takes several consecutive shards
+
+# a job's name: its first and last shard; its output folder is shards-<name>
+_JOB = re.compile(r"(\d{5})-(\d{5})")
+
+
+def job_names(n_shards: int, per_job: int) -> list[str]:
+    """``FFFFF-LLLLL`` (first and last shard) of the jobs that take ``per_job`` consecutive
+    shards each, the last one the rest: ``job_names(7, 3) == ["00000-00002", "00003-00005",
+    "00006-00006"]``."""
+    if per_job < 1:
+        raise ConfigError(f"shards_per_job must be at least 1, not {per_job}")
+    return [
+        f"{first:05d}-{min(first + per_job, n_shards) - 1:05d}"
+        for first in range(0, n_shards, per_job)
+    ]
+
+
+def jobs_of(manifest: str | os.PathLike[str], per_job: int) -> list[str]:
+    """The job names of a manifest's shards, ``per_job`` shards a job."""
+    return job_names(len(shard_ids(manifest)), per_job)
+
+
+def _job_range(name: str) -> range:
+    match = _JOB.fullmatch(name)
+    if match is None:
+        raise ConfigError(f"{name!r} is not a job name FFFFF-LLLLL (its first and last shard)")
+    return range(int(match[1]), int(match[2]) + 1)
+
+
+def job_shards(name: str) -> list[str]:
+    """The shards of the job ``name``: ``job_shards("00003-00005") == ["00003", "00004",
+    "00005"]``."""
+    return [f"{k:05d}" for k in _job_range(name)]
+
+
+def job_folder(parent: str, name: str) -> str:
+    """Where the job ``name`` writes its shards' files: ``PARENT/shards-FFFFF-LLLLL``."""
+    return f"{parent}/shards-{name}"
+
+
+def job_folders(parent: str, names: Sequence[str]) -> list[str]:
+    return [job_folder(parent, name) for name in names]
+
+
+def folders_holding(parent: str, names: Sequence[str], job: str) -> list[str]:
+    """The folders of the jobs ``names`` (under ``parent``) that hold a shard of ``job``: what a
+    predict job reads when featurize jobs take another number of shards."""
+    wanted = _job_range(job)
+    return [
+        job_folder(parent, name)
+        for name in names
+        if (held := _job_range(name)).start <= wanted[-1] and wanted.start <= held[-1]
+    ]
+
+
+def shard_files(folders: Sequence[str], job: str, name: str) -> list[str]:
+    """For each shard K of ``job``, the file ``name.format(K)`` in the one of ``folders`` that
+    holds K: a job folder ``…/shards-FFFFF-LLLLL`` holds its range, any other folder (the one
+    MPI featurize job's) every shard."""
+    files = []
+    for shard in _job_range(job):
+        for folder in folders:
+            match = re.search(r"shards-(\d{5}-\d{5})$", folder)
+            if match is None or shard in _job_range(match[1]):
+                files.append(f"{folder}/{name.format(f'{shard:05d}')}")
+                break
+        else:
+            raise ConfigError(f"no folder among {list(folders)} holds shard {shard:05d}")
+    return files
+
+
+def option_words(option: str, values: Sequence[str] | str) -> list[str]:
+    """``[option, *values]``, or nothing without values: an optional list in a rule body."""
+    values = [values] if isinstance(values, str) else list(values)
+    return [option, *values] if values else []

@@ -11,7 +11,12 @@ format of :mod:`mofsieve.attention`: learned attention-pooling weights, or unifo
 mean/sum pooling, with the readout recorded). Shards are read one at a time and batched by
 total atom count, so memory does not grow with the number of MOFs. Atoms the model cannot tell
 apart (symmetry-equivalent sites, found exactly by :mod:`mofsieve.symmetry`) are computed
-once; ``--every-atom`` computes each.
+once by AE-CGCNN models; ``--every-atom`` computes each (OCrystalNet models always do).
+
+``--out-dir`` writes one ``shard-K.csv`` (and ``attention-K.h5``) per graph shard
+``shard-K.h5`` instead, each complete or absent, so that one job loads the model once for
+several shards (the workflow's ``predict.shards_per_job``). The last log line sets the time
+spent predicting against the process's whole life (imports, model, kernels: its start-up).
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import argparse
 import csv
 import logging
 import os
+import re
 import tempfile
+import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -34,6 +41,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("mof_id", "prediction", "uncertainty", "n_atoms")
 CIF_SHARD_SIZE = 1000  # CIFs featurized (and held in memory) at a time for INPUT predictions
+SHARD_NAME = re.compile(r"^shard-(\d+)\.h5$")  # a graph shard; --out-dir keeps its number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--graphs", nargs="+", help="instead of INPUT: graph shards or folders of shard-*.h5"
     )
-    parser.add_argument("--out", required=True, type=Path, help="predictions CSV to write")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="predictions CSV to write")
+    where.add_argument(
+        "--out-dir",
+        type=Path,
+        help="with --graphs: shard-K.csv in this folder for each graph shard shard-K.h5, each "
+        "written once its shard is done (one model load for every shard)",
+    )
     parser.add_argument(
         "--failures",
         type=Path,
@@ -67,7 +82,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with INPUT: featurization processes (default: every core allotted)",
     )
     parser.add_argument(
-        "--attention", type=Path, help="also write every atom's readout weight (HDF5)"
+        "--attention",
+        type=Path,
+        help="also write every atom's readout weight (HDF5): this file with --out; with "
+        "--out-dir, attention-K.h5 in this folder for each shard",
     )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument(
@@ -81,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mofsieve import lean_imports
+
+    lean_imports.defer()  # before anything imports torch or PyG
     from mofsieve.featurization_params import FeaturizationMismatch
     from mofsieve.manifest import InputError
     from mofsieve.modeldir import ModelDirError
@@ -90,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
     configure_cpu(args.threads)
     if bool(args.inputs) == bool(args.graphs):
         log.error("give either INPUT… (CIFs, folders, archives) or --graphs (shards), not both")
+        return 2
+    if args.out_dir is not None and args.inputs:
+        log.error("--out-dir takes --graphs (it names its outputs after the graph shards)")
         return 2
     options = dict(
         attention_path=args.attention,
@@ -102,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
             failures = args.failures or args.out.with_name(f"{args.out.stem}-failures.csv")
             n = predict_cifs(args.model, args.inputs, args.out, failures, args.keep_graphs,
                              args.jobs, **options)  # fmt: skip
+        elif args.out_dir is not None:
+            options.pop("attention_path")
+            n = predict_shards(args.model, args.graphs, args.out_dir, args.attention, **options)
         else:
             n = predict(args.model, args.graphs, args.out, **options)
     except FeaturizationMismatch as err:
@@ -113,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     except RuntimeError as err:  # e.g. --device cuda on a node without a usable GPU
         log.error("%s", err)
         return 2
-    log.info("wrote %d predictions to %s", n, args.out)
+    log.info("wrote %d predictions to %s", n, args.out or args.out_dir)
     return 0
 
 
@@ -171,6 +198,98 @@ def uniform_weights(graphs: Sequence[Any]) -> np.ndarray:
     return np.concatenate([np.full(g.n_atoms, 1.0 / g.n_atoms) for g in graphs])
 
 
+def process_seconds() -> float | None:
+    """Seconds since this process started (Linux ``/proc``; None where there is none)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _graph_paths(graphs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    from mofsieve.store import shard_paths
+
+    paths = shard_paths(graphs)
+    if not paths:
+        raise FileNotFoundError(f"no graph shards in {list(map(str, graphs))}")
+    return paths
+
+
+class _Job:
+    """A model loaded once, predicting shard after shard; counts the seconds spent on them."""
+
+    def __init__(
+        self, model_dir: Path, paths: Sequence[Path], device: str, batch_atoms: int,
+        merge_equivalent: bool,
+    ) -> None:  # fmt: skip
+        from mofsieve.store import read_params
+
+        self.predictor = predictor = Predictor(model_dir, device)
+        for path in paths:  # refuse before computing anything
+            predictor.check(read_params(path), what=f"graphs in {path}")
+        log.info("%d shard(s), %d ensemble member(s) on %s%s", len(paths),
+                 len(predictor.members), predictor.device, _fused_note(predictor.device))  # fmt: skip
+        spec = predictor.spec
+        self.merge_rounds = (
+            spec.num_layers if merge_equivalent and spec.merges_equivalent_atoms else None
+        )
+        self.batch_atoms = batch_atoms
+        self.model_s = 0.0  # reading shards, the model, writing its outputs
+        self.n_rows = 0
+
+    def attention_writer(self, stack: ExitStack, path: Path) -> Any:
+        """An attention writer into ``path`` (atomic): closed, then renamed, when ``stack``
+        closes; on an error, removed."""
+        from mofsieve.attention import AttentionWriter
+
+        writer = AttentionWriter(stack.enter_context(atomic_output(path)),
+                                 readout=self.predictor.spec.readout)  # fmt: skip
+        stack.callback(writer.close)  # before its rename, on success and on error
+        return writer
+
+    def shard(self, path: Path, rows: Any, writer: Any) -> int:
+        """Predict every graph of the shard at ``path`` into the CSV ``rows`` (and ``writer``)."""
+        from mofsieve.batching import iter_shard_batches
+        from mofsieve.store import ShardReader
+
+        predictor = self.predictor
+        reader = ShardReader(path, in_memory=True)  # one shard in memory at a time
+        names = reader.params.global_feature_names
+        global_index = [names.index(n) for n in predictor.params.global_feature_names]
+        batches = iter_shard_batches(reader, global_index, self.batch_atoms, self.merge_rounds,
+                                     predictor.spec.featurization.columns)  # fmt: skip
+        want_weights = writer is not None and predictor.spec.has_atom_weights
+        n_rows = 0
+        for group, batch, atom_to_row in batches:
+            mean, std, weights = predictor(batch, atom_weights=want_weights)
+            if weights is not None and atom_to_row is not None:
+                weights = weights[atom_to_row]  # every atom of a set has its weight
+            for j, i in enumerate(group):
+                rows.writerow([reader.ids[i], f"{mean[j]:.6g}", f"{std[j]:.6g}",
+                               reader.n_atoms(i)])  # fmt: skip
+            if writer is not None:
+                group_graphs = [reader.graph(i) for i in group]
+                if weights is None:
+                    weights = uniform_weights(group_graphs)
+                writer.add(group_graphs, weights)
+            n_rows += len(group)
+        self.n_rows += n_rows
+        return n_rows
+
+    def log_times(self, n_shards: int) -> None:
+        """The job's model time against its whole life: wall/model near 1 means the start-up
+        (Python, torch, PyG, the model, the kernels) is paid off."""
+        total = process_seconds()
+        if total is None or self.model_s <= 0:
+            log.info("%d MOFs in %d shard(s): model %.1f s", self.n_rows, n_shards, self.model_s)
+            return
+        log.info("%d MOFs in %d shard(s): model %.1f s of %.1f s since the process started "
+                 "(start-up %.1f s); wall/model %.2f", self.n_rows, n_shards, self.model_s,
+                 total, total - self.model_s, total / self.model_s)  # fmt: skip
+
+
 def predict(
     model_dir: Path,
     graphs: Sequence[str | os.PathLike[str]],
@@ -180,60 +299,70 @@ def predict(
     batch_atoms: int = 8000,
     merge_equivalent: bool = True,
 ) -> int:
-    """Predict every graph of ``graphs``; returns the number of rows written.
+    """Predict every graph of ``graphs`` into one CSV; returns the number of rows written.
 
     ``merge_equivalent``: run the model once per set of atoms it cannot tell apart
     (:mod:`mofsieve.symmetry`): the same predictions, fewer atoms computed."""
-    from mofsieve.attention import AttentionWriter
-    from mofsieve.batching import iter_shard_batches
-    from mofsieve.store import ShardReader, read_params, shard_paths
-
-    predictor = Predictor(model_dir, device)
-    paths = shard_paths(graphs)
-    if not paths:
-        raise FileNotFoundError(f"no graph shards in {list(map(str, graphs))}")
-    for path in paths:  # refuse before computing anything
-        predictor.check(read_params(path), what=f"graphs in {path}")
-    log.info("%d shard(s), %d ensemble member(s) on %s%s", len(paths), len(predictor.members),
-             predictor.device, _fused_note(predictor.device))  # fmt: skip
-    merge_rounds = predictor.spec.num_layers if merge_equivalent else None
-    learned_weights = predictor.spec.has_atom_weights
-
-    n_rows = 0
+    paths = _graph_paths(graphs)
+    job = _Job(model_dir, paths, device, batch_atoms, merge_equivalent)
+    start = time.perf_counter()
     # Both files appear complete or not at all: written under temporary names, renamed at the
     # end (the attention file first, so a ranked CSV never points at missing weights).
     with ExitStack() as stack:
         tmp = stack.enter_context(atomic_output(out))
-        writer = None
-        if attention_path is not None:
-            writer = AttentionWriter(
-                stack.enter_context(atomic_output(attention_path)), readout=predictor.spec.readout
-            )
-            stack.callback(writer.close)  # before its rename, on success and on error
+        writer = None if attention_path is None else job.attention_writer(stack, attention_path)
         with open(tmp, "w", newline="") as fh:
             rows = csv.writer(fh)
             rows.writerow(COLUMNS)
             for path in paths:
-                reader = ShardReader(path, in_memory=True)
-                names = reader.params.global_feature_names
-                global_index = [names.index(n) for n in predictor.params.global_feature_names]
-                batches = iter_shard_batches(reader, global_index, batch_atoms, merge_rounds)
-                for group, batch, atom_to_row in batches:
-                    want_weights = writer is not None and learned_weights
-                    mean, std, weights = predictor(batch, atom_weights=want_weights)
-                    if weights is not None and atom_to_row is not None:
-                        weights = weights[atom_to_row]  # every atom of a set has its weight
-                    for j, i in enumerate(group):
-                        rows.writerow([reader.ids[i], f"{mean[j]:.6g}", f"{std[j]:.6g}",
-                                       reader.n_atoms(i)])  # fmt: skip
-                    if writer is not None:
-                        group_graphs = [reader.graph(i) for i in group]
-                        if weights is None:
-                            weights = uniform_weights(group_graphs)
-                        writer.add(group_graphs, weights)
-                    n_rows += len(group)
-                del reader  # one shard in memory at a time
-    return n_rows
+                job.shard(path, rows, writer)
+    job.model_s = time.perf_counter() - start
+    job.log_times(len(paths))
+    return job.n_rows
+
+
+def predict_shards(
+    model_dir: Path,
+    graphs: Sequence[str | os.PathLike[str]],
+    out_dir: Path,
+    attention_dir: Path | None = None,
+    device: str = "auto",
+    batch_atoms: int = 8000,
+    merge_equivalent: bool = True,
+) -> int:
+    """Predict each graph shard ``shard-K.h5`` of ``graphs`` into ``out_dir/shard-K.csv`` (and
+    ``attention_dir/attention-K.h5``), loading the model once; returns the rows written.
+
+    Each shard's files appear complete or not at all, the attention file first, as
+    :func:`predict`'s; a job killed midway leaves the shards it finished and nothing else."""
+    paths = _graph_paths(graphs)
+    numbers: dict[str, Path] = {}
+    for path in paths:
+        match = SHARD_NAME.match(path.name)
+        if match is None:
+            raise ValueError(f"{path}: --out-dir names its outputs after graph shards "
+                             "shard-K.h5; give such files or folders of them")  # fmt: skip
+        if match[1] in numbers:
+            raise ValueError(f"two graph shards named {path.name} ({numbers[match[1]]}, "
+                             f"{path}): their outputs would have one name")  # fmt: skip
+        numbers[match[1]] = path
+    job = _Job(model_dir, paths, device, batch_atoms, merge_equivalent)
+    for number, path in numbers.items():
+        start = time.perf_counter()
+        with ExitStack() as stack:
+            tmp = stack.enter_context(atomic_output(out_dir / f"shard-{number}.csv"))
+            writer = None
+            if attention_dir is not None:
+                writer = job.attention_writer(stack, attention_dir / f"attention-{number}.h5")
+            with open(tmp, "w", newline="") as fh:
+                rows = csv.writer(fh)
+                rows.writerow(COLUMNS)
+                n_rows = job.shard(path, rows, writer)
+        elapsed = time.perf_counter() - start
+        job.model_s += elapsed
+        log.info("shard %s: %d MOFs, %.2f s", number, n_rows, elapsed)
+    job.log_times(len(paths))
+    return job.n_rows
 
 
 def predict_cifs(

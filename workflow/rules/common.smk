@@ -19,34 +19,41 @@ MODELS = mconfig.model_labels(config)
 RANKING_MODEL = MODELS[0]
 MPI_FEATURIZE = config["featurize"]["mpi"]
 GRAPHS = f"{RUN}/graphs"
-RANKING_PREDICTIONS = f"{RUN}/predictions/{RANKING_MODEL}"
+PREDICTIONS = f"{RUN}/predictions"
 
 
+# A featurize or predict job takes several consecutive shards ({shards}: its first and last,
+# e.g. 00005-00009) and writes their files into its folder shards-{shards}.
 wildcard_constraints:
-    shard=r"\d{5}",
+    shards=r"\d{5}-\d{5}",
     model=r"[0-9.]+bar",
 
 
-def shards(wildcards):
-    """Shard ids of this run's manifest (known once the manifest checkpoint has run)."""
-    return mconfig.shard_ids(checkpoints.manifest.get().output.manifest)
+def manifest_path():
+    """The run's manifest (once the manifest checkpoint has run)."""
+    return checkpoints.manifest.get().output.manifest
 
 
-def graph_shard(wildcards):
-    """What a predict job waits for: its shard, or the one MPI job's graph folder."""
-    return GRAPHS if MPI_FEATURIZE else f"{GRAPHS}/shard-{wildcards.shard}.h5"
+def featurize_jobs():
+    return mconfig.jobs_of(manifest_path(), config["featurize"]["shards_per_job"])
 
 
-def all_graph_shards(wildcards):
+def predict_jobs():
+    return mconfig.jobs_of(manifest_path(), config["predict"]["shards_per_job"])
+
+
+def graph_folders(wildcards):
+    """Every folder of graph shards: one per featurize job, or the one MPI job's."""
     if MPI_FEATURIZE:
         return [GRAPHS]
-    return expand(f"{GRAPHS}/shard-{{shard}}.h5", shard=shards(wildcards))
+    return mconfig.job_folders(GRAPHS, featurize_jobs())
 
 
-def featurize_failures(wildcards):
+def graphs_of_predict_job(wildcards):
+    """The graph folders that hold a predict job's shards."""
     if MPI_FEATURIZE:
         return [GRAPHS]
-    return expand(f"{GRAPHS}/failures-{{shard}}.csv", shard=shards(wildcards))
+    return mconfig.folders_holding(GRAPHS, featurize_jobs(), wildcards.shards)
 
 
 def model_json(wildcards):
@@ -58,30 +65,14 @@ def model_folder(wildcards):
 
 
 def predictions_of(position):
-    """Input function: every shard's predictions of MODELS[position] (none if absent)."""
+    """Input function: the prediction folders of MODELS[position] (none if absent)."""
 
     def inner(wildcards):
         if position >= len(MODELS):
             return []
-        return expand(
-            f"{RUN}/predictions/{MODELS[position]}/shard-{{shard}}.csv",
-            shard=shards(wildcards),
-        )
+        return mconfig.job_folders(f"{PREDICTIONS}/{MODELS[position]}", predict_jobs())
 
     return inner
-
-
-def ranking_attention(wildcards):
-    """Every shard's per-atom weights of the ranking model (uniform for mean/sum pooling)."""
-    return expand(
-        f"{RANKING_PREDICTIONS}/attention-{{shard}}.h5", shard=shards(wildcards)
-    )
-
-
-def minus_predictions_arguments():
-    if len(MODELS) < 2:
-        return []
-    return ["--minus-predictions", f"{RUN}/predictions/{MODELS[1]}"]
 
 
 def train_labels(wildcards):
@@ -93,11 +84,7 @@ def train_labels(wildcards):
 
 
 def train_graphs(wildcards):
-    return config["train"]["graphs"] or all_graph_shards(wildcards)
-
-
-def train_graph_folders():
-    return config["train"]["graphs"] or [GRAPHS]
+    return config["train"]["graphs"] or graph_folders(wildcards)
 
 
 def folder_of(output_name):
@@ -110,6 +97,7 @@ def final_outputs():
         f"{RUN}/ranked.csv",
         f"{RUN}/flagged.csv",
         f"{RUN}/failures.csv",
+        f"{RUN}/warnings.csv",
         f"{RUN}/gcmc",
         f"{RUN}/report.html",
     ]

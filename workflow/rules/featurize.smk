@@ -1,15 +1,19 @@
 if not MPI_FEATURIZE:
 
+    # One job per featurize.shards_per_job consecutive shards, one process for all of them:
+    # shard-K.h5, failures-K.csv and warnings-K.csv of each, into the job's folder. Featurize
+    # jobs go before predict jobs when both are ready: the longest work first keeps every core
+    # busy to the end (make screen: 25 shards, 3 featurize + 3 predict jobs on 2 cores).
     rule featurize:
         input:
             manifest=f"{RUN}/manifest.csv",
         output:
-            graphs=f"{GRAPHS}/shard-{{shard}}.h5",
-            failures=f"{GRAPHS}/failures-{{shard}}.csv",
+            graphs=directory(f"{GRAPHS}/shards-{{shards}}"),
         log:
-            f"{RUN}/logs/featurize/{{shard}}.log",
+            f"{RUN}/logs/featurize/{{shards}}.log",
         benchmark:
-            f"{RUN}/benchmarks/featurize/{{shard}}.tsv"
+            f"{RUN}/benchmarks/featurize/{{shards}}.tsv"
+        priority: 1
         conda:
             "../../envs/mofsieve.yaml"
         threads: config["featurize"]["threads"]
@@ -17,11 +21,13 @@ if not MPI_FEATURIZE:
             mem_mb=lambda wildcards, threads: 1500 * threads,
             runtime=120,
         params:
-            out=folder_of("graphs"),
+            shards=lambda wildcards: mconfig.job_shards(wildcards.shards),
             options=mconfig.featurize_arguments(config),
+            partial_occupancy=config["ingest"]["partial_occupancy"],
         shell:
-            "mofsieve featurize --manifest {input.manifest:q} --shard {wildcards.shard:q}"
-            " --out {params.out:q} --jobs {threads:q} {params.options:q} > {log:q} 2>&1"
+            "mofsieve featurize --manifest {input.manifest:q} --shard {params.shards:q}"
+            " --out {output.graphs:q} --jobs {threads:q} {params.options:q}"
+            " --partial-occupancy {params.partial_occupancy:q} > {log:q} 2>&1"
 
 else:
 
@@ -44,8 +50,10 @@ else:
             mpi=config["featurize"]["mpi_launcher"],
         params:
             options=mconfig.featurize_arguments(config),
+            partial_occupancy=config["ingest"]["partial_occupancy"],
         shell:
             # the launcher is a command prefix of several words ("srun --mpi=pmi2")
             "{resources.mpi} -n {resources.tasks:q} mofsieve featurize --mpi"
             " --manifest {input.manifest:q} --out {output.graphs:q} --jobs {threads:q}"
-            " {params.options:q} > {log:q} 2>&1"
+            " {params.options:q} --partial-occupancy {params.partial_occupancy:q}"
+            " > {log:q} 2>&1"

@@ -1,17 +1,17 @@
-# One job per shard and model: predictions, and every atom's weight in the readout (the
-# attention weights of attention pooling; uniform weights, with the readout recorded, for
-# mean/sum pooling) for the report's pictures.
+# One job per predict.shards_per_job consecutive shards and model, one process that loads the
+# model once: each shard's predictions, and every atom's weight in the readout (the attention
+# weights of attention pooling; uniform weights, with the readout recorded, for mean/sum
+# pooling) for the report's pictures, into the job's folder (shard-K.csv, attention-K.h5).
 rule predict:
     input:
-        graphs=graph_shard,
+        graphs=graphs_of_predict_job,
         model=model_json,
     output:
-        predictions=f"{RUN}/predictions/{{model}}/shard-{{shard}}.csv",
-        attention=f"{RUN}/predictions/{{model}}/attention-{{shard}}.h5",
+        predictions=directory(f"{PREDICTIONS}/{{model}}/shards-{{shards}}"),
     log:
-        f"{RUN}/logs/predict/{{model}}/{{shard}}.log",
+        f"{RUN}/logs/predict/{{model}}/{{shards}}.log",
     benchmark:
-        f"{RUN}/benchmarks/predict/{{model}}/{{shard}}.tsv"
+        f"{RUN}/benchmarks/predict/{{model}}/{{shards}}.tsv"
     conda:
         "../../envs/mofsieve.yaml"
     threads: config["predict"]["threads"]
@@ -19,10 +19,12 @@ rule predict:
         mem_mb=4000,
         runtime=60,
     params:
-        graphs=f"{GRAPHS}/shard-{{shard}}.h5",
+        graphs=lambda wildcards, input: mconfig.shard_files(
+            input.graphs, wildcards.shards, "shard-{}.h5"
+        ),
         model=model_folder,
         device=config["device"],
     shell:
         "mofsieve predict --model {params.model:q} --graphs {params.graphs:q}"
-        " --out {output.predictions:q} --attention {output.attention:q}"
+        " --out-dir {output.predictions:q} --attention {output.predictions:q}"
         " --device {params.device:q} --threads {threads:q} > {log:q} 2>&1"

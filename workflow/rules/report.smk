@@ -3,8 +3,8 @@ rule report:
         ranked=f"{RUN}/ranked.csv",
         failures=f"{RUN}/failures.csv",
         manifest=f"{RUN}/manifest.csv",
-        graphs=all_graph_shards,
-        attention=ranking_attention,
+        graphs=graph_folders,
+        attention=predictions_of(0),
     output:
         report=f"{RUN}/report.html",
     log:
@@ -17,15 +17,13 @@ rule report:
         mem_mb=2000,
         runtime=30,
     params:
-        graphs=GRAPHS,
-        attention=RANKING_PREDICTIONS,
         quantity=mconfig.quantity(config),
         table_rows=config["report"]["table_rows"],
         pictures=config["report"]["pictures"],
         title=f"mofsieve screening report: {config['run']}",
     shell:
         "mofsieve report --ranked {input.ranked:q} --failures {input.failures:q}"
-        " --manifest {input.manifest:q} --graphs {params.graphs:q}"
-        " --attention {params.attention:q} --quantity {params.quantity:q}"
+        " --manifest {input.manifest:q} --graphs {input.graphs:q}"
+        " --attention {input.attention:q} --quantity {params.quantity:q}"
         " --title {params.title:q} --top {params.table_rows:q} --pictures {params.pictures:q}"
         " --out {output.report:q} > {log:q} 2>&1"

@@ -15,10 +15,9 @@ rule train:
         mem_mb=8000,
         runtime=720,
     params:
-        graphs=train_graph_folders(),
         target=config["train"]["target"],
         out=folder_of("model"),
         extra=mconfig.train_extra_arguments(config),
     shell:
         "mofsieve train --labels {input.labels:q} --target {params.target:q}"
-        " --graphs {params.graphs:q} --out {params.out:q} {params.extra:q} > {log:q} 2>&1"
+        " --graphs {input.graphs:q} --out {params.out:q} {params.extra:q} > {log:q} 2>&1"
