@@ -283,9 +283,10 @@ class _Job:
         (Python, torch, PyG, the model, the kernels) is paid off."""
         total = process_seconds()
         if total is None or self.model_s <= 0:
-            log.info("%d MOFs in %d shard(s): model %.1f s", self.n_rows, n_shards, self.model_s)
+            log.info("%d MOFs in %d shard(s): model %.3f s", self.n_rows, n_shards, self.model_s)
             return
-        log.info("%d MOFs in %d shard(s): model %.1f s of %.1f s since the process started "
+        # milliseconds: a small job's model time must not print as 0.0
+        log.info("%d MOFs in %d shard(s): model %.3f s of %.1f s since the process started "
                  "(start-up %.1f s); wall/model %.2f", self.n_rows, n_shards, self.model_s,
                  total, total - self.model_s, total / self.model_s)  # fmt: skip
 
