@@ -15,6 +15,12 @@ error|, the mean relative error (bias) and the Spearman rank correlation per pre
 Results go to ``OUT/<truncation>-<charges>/p<P>bar/`` (``results.csv``, ``result.json`` per
 MOF), so a rerun reuses every finished MOF with the same protocol, and ``OUT/summary-….json``.
 ``--truncation truncated`` runs plain truncation with tail corrections, to compare.
+
+Learned charges: ``--held-out-of models/charges`` picks only MOFs of the charge model's test
+split (never trained on); ``--charges model`` simulates them with its charges and prints the
+per-atom MAE of those charges against the CIF's; ``--compare-charges cif`` prints each MOF's
+uptake against the run of the same MOFs and protocol with the other charges (run that first)
+and the median |relative difference| per pressure.
 """
 
 from __future__ import annotations
@@ -50,9 +56,21 @@ def labelled() -> dict[str, dict[float, float]]:
         }
 
 
-def pick(n: int, seed: int, max_box_atoms: int, out: Path) -> list[str]:
+def held_out(model_dir: Path | None) -> set[str] | None:
+    """The MOFs of a charge model's test split (``split.csv``), or None for no restriction."""
+    if model_dir is None:
+        return None
+    with open(model_dir / "split.csv", newline="") as fh:
+        return {row["mof_id"] for row in csv.DictReader(fh) if row["split"] == "test"}
+
+
+def pick(
+    n: int, seed: int, max_box_atoms: int, out: Path, only: set[str] | None = None
+) -> list[str]:
     """The first ``n`` eligible MOFs of a seeded random order; their CIFs into ``out``."""
     labels = labelled()
+    if only is not None:
+        labels = {m: v for m, v in labels.items() if m in only}
     boxes: dict[str, int] = {}
     texts: dict[str, bytes] = {}
     for name, data in iter_archive(SHARED / "cifs.tar.xz"):
@@ -90,6 +108,45 @@ def simulate(cifs: list[Path], pressure: float, cycles: int, init: int, args: ar
         return {row["mof_id"]: row for row in csv.DictReader(fh)}
 
 
+def compare_runs(rows: dict[float, dict[str, dict[str, str]]], other_dir: Path,
+                 protocols: dict[float, tuple[int, int]], chosen: list[str]) -> dict[str, object]:  # fmt: skip
+    """Per pressure: each MOF's uptake relative to the other run's, and the median |diff|."""
+    out: dict[str, object] = {}
+    print(f"\n{'mof_id':<34} {'bar':>5} {'this run':>9} {'other':>9} {'rel.diff':>8}")
+    for p in protocols:
+        with open(other_dir / f"p{p:g}bar" / "results.csv", newline="") as fh:
+            other = {row["mof_id"]: float(row["uptake_mol_per_kg"]) for row in csv.DictReader(fh)}
+        diffs = []
+        for mof_id in chosen:
+            if mof_id in rows[p] and mof_id in other:
+                this = float(rows[p][mof_id]["uptake_mol_per_kg"])
+                diffs.append((this - other[mof_id]) / other[mof_id])
+                print(
+                    f"{mof_id:<34} {p:>5g} {this:9.3f} {other[mof_id]:9.3f} {100 * diffs[-1]:+7.1f}%"
+                )
+        median = statistics.median(abs(d) for d in diffs) if diffs else None
+        out[f"{p:g}bar"] = {"n": len(diffs), "median_abs_rel_diff": median,
+                            "mean_rel_diff": statistics.fmean(diffs) if diffs else None}  # fmt: skip
+        print(f"{'versus ' + other_dir.name:<34} {p:>5g}  n={len(diffs)}  median |rel.diff| "
+              f"{100 * (median or 0):.1f}%")  # fmt: skip
+    return out
+
+
+def charge_model_mae(cifs: list[Path]) -> float:
+    """Per-atom MAE (e) of the shipped charge model against the CIFs' own charges."""
+    from mofsieve.charge_model import load_charge_model
+
+    model = load_charge_model()
+    errors = []
+    for cif in cifs:
+        crystal = parse_cif(cif.read_bytes())
+        errors.append(np.abs(model.predict(crystal) - crystal.charge))
+    mae = float(np.concatenate(errors).mean())
+    print(f"charge model {model.name}: per-atom MAE {mae:.4f} e against the CIF charges "
+          f"of these {len(cifs)} MOFs")  # fmt: skip
+    return mae
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=12)
@@ -106,12 +163,17 @@ def main() -> int:
                         choices=sorted(LABELS), help="bar (default both)")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=REPO / "work-data" / "gcmc-reproduce")
+    parser.add_argument("--held-out-of", type=Path, metavar="CHARGE_MODEL_DIR",
+                        help="pick only MOFs of this charge model's test split")  # fmt: skip
+    parser.add_argument("--compare-charges", metavar="METHOD",
+                        help="also compare each uptake with the run with these charges")  # fmt: skip
     args = parser.parse_args()
     if not (SHARED / "cifs.tar.xz").is_file():
         print(f"no shared CoRE MOF 2019 data at {SHARED}", file=sys.stderr)
         return 2
 
-    chosen = pick(args.n, args.pick_seed, args.max_box_atoms, args.out / "cifs")
+    only = held_out(args.held_out_of)
+    chosen = pick(args.n, args.pick_seed, args.max_box_atoms, args.out / "cifs", only)
     labels = labelled()
     cifs = [args.out / "cifs" / f"{m}.cif" for m in chosen]
     protocols = {0.15: (args.cycles_low, args.init_low), 16.0: (args.cycles_high, args.init_high)}
@@ -155,6 +217,12 @@ def main() -> int:
               f"{100 * (overall['median_abs_rel_error'] or 0):.1f}%  mean rel.err "
               f"{100 * (overall['mean_rel_error'] or 0):+.1f}%  Spearman {overall['spearman']}  "
               f"median {overall['median_s_per_cycle']} s/cycle")  # fmt: skip
+    if args.compare_charges:
+        summary["versus_" + args.compare_charges] = compare_runs(
+            rows, args.out / f"{args.truncation}-{args.compare_charges}", protocols, chosen
+        )
+    if args.charges in ("model", "cif_or_model"):
+        summary["charge_model_mae_e"] = charge_model_mae(cifs)
     path = args.out / f"summary-{args.truncation}-{args.charges}-n{args.n}.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"summary → {path}")

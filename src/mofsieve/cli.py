@@ -24,6 +24,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "rank": ("mofsieve.rank", "gather predictions, rank them and flag the top fraction"),
     "gcmc": ("mofsieve.gcmc", "write RASPA inputs and an sbatch array for flagged MOFs"),
     "simulate": ("mofsieve.simulate", "run GCMC of CO2 (RASPA3, in-process) in each MOF"),
+    "charges": ("mofsieve.charge_model", "predict partial charges and write P1 CIFs with them"),
+    "validate": ("mofsieve.validate", "compare simulated uptakes with the surrogate's predictions"),
+    "calibrate": ("mofsieve.calibrate", "scale a model's ensemble spread into a calibrated σ"),
     "report": ("mofsieve.report", "write a self-contained HTML report of a screening run"),
 }
 
