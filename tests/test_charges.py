@@ -71,7 +71,7 @@ def test_summaries_read_files_and_archive_members_and_warn(tmp_path: Path, caplo
     assert got["BAD"][0] == "unreadable" and math.isnan(got["BAD"][1])
     assert got["NET"][0] == "net_charge_nonzero"
     assert got["NET"][1] == pytest.approx(0.3, abs=1e-6)
-    assert "NOQ: the CIF has no partial charges" in caplog.text
+    assert "NOQ: the CIF has no partial charges; GCMC takes them from gcmc.charges" in caplog.text
     assert "NET: framework net charge is +0.3000 e" in caplog.text
     assert "BAD: cannot read" in caplog.text
 

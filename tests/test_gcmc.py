@@ -12,8 +12,13 @@ import numpy as np
 import pytest
 
 from mofsieve import forcefield, gcmc
+from mofsieve.charge_model import DEFAULT_CHARGE_MODEL_DIR, MANIFEST_NAME
 from mofsieve.cli import main
 from mofsieve.structures import parse_cif
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_DATA = REPO / "tests" / "data"
+SHIPPED_CHARGE_MODEL = DEFAULT_CHARGE_MODEL_DIR / MANIFEST_NAME
 
 
 def cif(a: float, charges: list[float] | None, gamma: float = 90.0, extra: str = "") -> str:
@@ -125,26 +130,139 @@ def test_sbatch_array_script_runs_each_task_in_its_folder(tmp_path: Path) -> Non
     assert (out / "M2" / "ran.txt").read_text() == "M2\n"
 
 
-def test_missing_and_non_neutral_charges_warn_and_are_recorded(tmp_path: Path, caplog) -> None:
+def test_no_charges_or_a_charged_cell_are_recorded_and_no_neutral_deck_is_written(
+    tmp_path: Path, caplog
+) -> None:
     flagged = flagged_csv(
         tmp_path, {"NOQ": cif(25.0, None), "NET": cif(25.0, [1.0, -0.7]), "OK": cif(25.0, [1, -1])}
     )
     out = tmp_path / "gcmc"
     with caplog.at_level(logging.WARNING):
-        assert main(["gcmc", "--flagged", str(flagged), "--out", str(out)]) == 0
+        assert main(["gcmc", "--flagged", str(flagged), "--out", str(out), "--charges", "cif"]) == 0
     with open(out / "charges.csv", newline="") as fh:
         status = {r["mof_id"]: r for r in csv.DictReader(fh)}
-    assert status["NOQ"]["charge_status"] == "missing"
+    assert status["NOQ"]["charge_status"] == "no_charges"
+    assert status["NOQ"]["note"] == "cif: the CIF has no partial charge for 2 of its 2 atoms"
+    assert status["NOQ"]["charge_method"] == "" and status["NOQ"]["net_charge_e"] == ""
     assert status["NET"]["charge_status"] == "net_charge_nonzero"
     assert float(status["NET"]["net_charge_e"]) == pytest.approx(0.3)
-    assert status["OK"]["charge_status"] == "ok"
-    assert "NOQ: the CIF has no partial charges" in caplog.text
-    assert "NET: framework net charge is +0.3000 e" in caplog.text
+    assert status["OK"]["charge_status"] == "ok" and status["OK"]["charge_method"] == "cif"
     assert (
-        "WARNING: the source CIF has no partial charges"
-        in (out / "NOQ" / "simulation.input").read_text()
+        "NOQ: no GCMC input written: no usable partial charges (cif: the CIF has no partial "
+        "charge for 2 of its 2 atoms)" in caplog.text
     )
-    assert "_atom_site_charge" not in (out / "NOQ" / "NOQ.cif").read_text()
+    assert "NET: framework net charge is +0.3000 e" in caplog.text
+    assert not (out / "NOQ").exists()  # never a deck with neutral atoms unless asked
+    assert (out / "mofs.txt").read_text() == "NET\nOK\n"
+    net_input = (out / "NET" / "simulation.input").read_text()
+    assert "# WARNING: framework net charge +0.3000 e is not ~0" in net_input
+    assert "# framework charges (in NET.cif): cif, net +0.300000 e per cell" in net_input
+
+
+def test_charges_none_writes_neutral_decks_only_when_asked(tmp_path: Path) -> None:
+    flagged = flagged_csv(tmp_path, {"NOQ": cif(25.0, None)})
+    out = tmp_path / "gcmc"
+    assert main(["gcmc", "--flagged", str(flagged), "--out", str(out), "--charges", "none"]) == 0
+    sim = (out / "NOQ" / "simulation.input").read_text()
+    assert "# WARNING: charge method none (asked): every framework atom is neutral" in sim
+    assert "UseChargesFromCIFFile         yes" in sim
+    np.testing.assert_array_equal(parse_cif((out / "NOQ" / "NOQ.cif").read_text()).charge, [0, 0])
+    assert {s["UseChargesFrom"] for s in json.loads((out / "NOQ" / "simulation.json")
+                                                    .read_text())["Systems"]} == {"CIF_File"}  # fmt: skip
+    with open(out / "charges.csv", newline="") as fh:
+        (row,) = csv.DictReader(fh)
+    assert (row["charge_status"], row["charge_method"], row["net_charge_e"]) == (
+        "ok", "none", "0.000000",
+    )  # fmt: skip
+
+
+def test_a_missing_charge_model_leaves_a_chargeless_mof_without_a_deck(
+    tmp_path: Path, caplog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mofsieve import charge_sources
+
+    monkeypatch.setattr(charge_sources, "_charge_models", {})
+    empty = tmp_path / "no-model"
+    empty.mkdir()
+    flagged = flagged_csv(tmp_path, {"NOQ": cif(25.0, None), "OK": cif(25.0, [1, -1])})
+    out = tmp_path / "gcmc"
+    with caplog.at_level(logging.WARNING):
+        assert main(["gcmc", "--flagged", str(flagged), "--out", str(out),
+                     "--charge-model", str(empty)]) == 0  # fmt: skip
+    with open(out / "charges.csv", newline="") as fh:
+        status = {r["mof_id"]: r for r in csv.DictReader(fh)}
+    assert status["NOQ"]["charge_status"] == "no_charges"
+    assert status["NOQ"]["note"] == (
+        "cif: the CIF has no partial charge for 2 of its 2 atoms; model: no charge model in "
+        f"{empty} (charge_model.json missing)"
+    )
+    assert status["OK"]["charge_method"] == "cif"  # the CIF's own charges need no model
+    assert (out / "mofs.txt").read_text() == "OK\n" and not (out / "NOQ").exists()
+    assert "NOQ: no GCMC input written: no usable partial charges" in caplog.text
+
+
+@pytest.mark.skipif(
+    not SHIPPED_CHARGE_MODEL.is_file(),
+    reason=f"the shipped charge model ({SHIPPED_CHARGE_MODEL}) is absent",
+)
+def test_a_cif_without_charges_gets_the_models_in_its_deck(tmp_path: Path) -> None:
+    text = (TEST_DATA / "good" / "toy_framework_charged.cif").read_text()
+    lines = text.splitlines()
+    i = lines.index("_atom_site_charge")
+    bare = lines[:i] + [" ".join(ln.split()[:5]) for ln in lines[i + 1 :]]
+    flagged = flagged_csv(tmp_path, {"NOQ": "\n".join(bare) + "\n"})
+    out = tmp_path / "gcmc"
+    assert main(["gcmc", "--flagged", str(flagged), "--out", str(out)]) == 0  # cif_or_model
+    charges = parse_cif((out / "NOQ" / "NOQ.cif").read_text()).charge
+    assert charges.shape == (10,) and np.isfinite(charges).all()
+    assert abs(float(charges.astype(np.float64).sum())) < 1e-4  # 6 decimals per atom
+    with open(out / "charges.csv", newline="") as fh:
+        (row,) = csv.DictReader(fh)
+    assert row["charge_status"] == "ok" and row["charge_method"] == "model"
+    assert row["charge_detail"].startswith("model:")
+    sim = (out / "NOQ" / "simulation.input").read_text()
+    assert f"# framework charges (in NOQ.cif): model ({row['charge_detail']}), net" in sim
+
+
+def test_eqeq_charges_a_real_mof_for_its_deck(tmp_path: Path) -> None:
+    """core-mof's ALAMUW (Cu paddlewheel, no charges in its CIF) with --charges eqeq."""
+    pytest.importorskip("openbabel", reason="Open Babel (openbabel-wheel)")
+    pytest.importorskip("CoRE_MOF", reason="the core-mof package (pip install '.[demo]')")
+    from mofsieve.manifest import iter_archive, package_archive
+
+    data = dict(iter_archive(package_archive("core-mof:2019-ASR"), {"ALAMUW_clean.cif"}))
+    flagged = flagged_csv(tmp_path, {"ALAMUW": data["ALAMUW_clean.cif"].decode()})
+    out = tmp_path / "gcmc"
+    assert main(["gcmc", "--flagged", str(flagged), "--out", str(out), "--charges", "eqeq"]) == 0
+    deck = parse_cif((out / "ALAMUW" / "ALAMUW.cif").read_text())
+    cu = deck.charge[deck.atomic_number == 29]
+    assert cu.size == 6 and 0.8 < cu.min() <= cu.max() < 1.0  # EQeq's Cu(II), +0.90 e
+    with open(out / "charges.csv", newline="") as fh:
+        (row,) = csv.DictReader(fh)
+    assert (row["charge_status"], row["charge_method"], row["charge_detail"]) == (
+        "ok", "eqeq", "eqeq:openbabel-3.1",
+    )  # fmt: skip
+
+
+def test_the_configs_charge_keys_reach_gcmc_and_simulate(tmp_path: Path) -> None:
+    from mofsieve import config as mconfig
+
+    schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
+    shipped = mconfig.load_config_file(REPO / "config.yaml", schema)
+    words = ["--charges", "cif_or_model", "--charge-model", str(DEFAULT_CHARGE_MODEL_DIR)]
+    assert mconfig.simulate_charge_arguments(shipped) == words
+    gcmc_words = mconfig.gcmc_arguments(shipped)
+    assert gcmc_words[gcmc_words.index("--charges") :][:4] == words
+    flagged = flagged_csv(tmp_path, {"OK": cif(25.0, [1, -1])})
+    out = tmp_path / "gcmc"
+    assert main(["gcmc", "--flagged", str(flagged), "--out", str(out), *gcmc_words]) == 0
+    eqeq = mconfig.validate_config({**shipped, "gcmc": {"charges": "eqeq"}}, schema)
+    assert mconfig.simulate_charge_arguments(eqeq)[:2] == ["--charges", "eqeq"]
+    assert eqeq["gcmc"]["charge_model"] == ""  # the schema's default: the shipped model
+    mine = mconfig.validate_config({**shipped, "gcmc": {"charge_model": "my/charges"}}, schema)
+    assert mconfig.simulate_charge_arguments(mine)[2:] == ["--charge-model", "my/charges"]
+    with pytest.raises(mconfig.ConfigError, match="gcmc.charges: 'ddec' is not one of"):
+        mconfig.validate_config({**shipped, "gcmc": {"charges": "ddec"}}, schema)
 
 
 def test_unreadable_flagged_cif_is_skipped_not_fatal(tmp_path: Path, caplog) -> None:
@@ -187,10 +305,10 @@ def test_charges_csv_has_one_row_per_flagged_mof(tmp_path: Path) -> None:
     assert main(["gcmc", "--flagged", str(flagged), "--out", str(out)]) == 0
     lines = (out / "charges.csv").read_text().splitlines(keepends=True)
     assert lines[:2] == [
-        "mof_id,charge_status,net_charge_e,unit_cells,note\n",
-        "A,ok,0.000000,1x1x1,\n",
+        "mof_id,charge_status,charge_method,charge_detail,net_charge_e,unit_cells,note\n",
+        "A,ok,cif,,0.000000,1x1x1,\n",
     ]
-    assert len(lines) == 3 and lines[2].startswith("B,unreadable,,,no atom sites")
+    assert len(lines) == 3 and lines[2].startswith("B,unreadable,,,,,no atom sites")
 
 
 # Keys RASPA3 3.1.0's readers accept (src/raspakit/input_reader.cpp generalOptions,
@@ -211,9 +329,7 @@ RASPA3_FORCE_FIELD = {"MixingRule", "TruncationMethod", "TailCorrections", "CutO
 
 
 def test_raspa3_json_decks_parse_and_carry_the_same_simulation(tmp_path: Path) -> None:
-    flagged = flagged_csv(
-        tmp_path, {"HEX": cif(13.0, [0.8, -0.8], gamma=120.0), "NOQ": cif(25.0, None)}
-    )
+    flagged = flagged_csv(tmp_path, {"HEX": cif(13.0, [0.8, -0.8], gamma=120.0)})
     out = tmp_path / "gcmc"
     assert main(["gcmc", "--flagged", str(flagged), "--out", str(out), "--pressure", "0.15",
                  "16", "--cycles", "500", "--init-cycles", "100"]) == 0  # fmt: skip
@@ -258,10 +374,6 @@ def test_raspa3_json_decks_parse_and_carry_the_same_simulation(tmp_path: Path) -
     assert co2["AcentricFactor"] == 0.22394 and co2["Type"] == "rigid"
     assert co2["pseudoAtoms"] == [["O_co2", [0.0, 0.0, 1.16]], ["C_co2", [0.0, 0.0, 0.0]],
                                   ["O_co2", [0.0, 0.0, -1.16]]]  # fmt: skip
-
-    # without CIF charges the framework atoms take their pseudo atoms' charge, 0
-    noq = json.loads((out / "NOQ" / "simulation.json").read_text())
-    assert {s["UseChargesFrom"] for s in noq["Systems"]} == {"PseudoAtoms"}
 
 
 def test_raspa2_and_raspa3_decks_and_simulate_share_one_force_field(tmp_path: Path) -> None:

@@ -15,16 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from mofsieve import simulate, simulation
-from mofsieve.charge_sources import (
-    SOURCES,
-    ChargeSourceError,
-    assign_charges,
-    register,
-)
+from mofsieve import charge_sources, simulate, simulation
+from mofsieve.charge_model import DEFAULT_CHARGE_MODEL_DIR, MANIFEST_NAME
 from mofsieve.cli import main
 from mofsieve.manifest import InputError
 from mofsieve.raspa3_engine import (
@@ -33,12 +27,12 @@ from mofsieve.raspa3_engine import (
     GcmcResult,
     Protocol,
 )
-from mofsieve.structures import parse_cif
 
 REPO = Path(__file__).resolve().parents[1]
 XEXLOD = "XEXLOD_clean"  # 144 atoms, Zn, CIF charges; published 0.516 mol/kg at 0.15 bar, 298 K
 XEXLOD_LABEL = 0.5161785043
 SHORT = ["--pressure-bar", "0.15", "--cycles", "200", "--init-cycles", "100", "--seed", "7"]
+SHIPPED_CHARGE_MODEL = DEFAULT_CHARGE_MODEL_DIR / MANIFEST_NAME
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +168,7 @@ def test_bad_cifs_go_to_failures_while_the_others_finish(
     )
     (folder / "NOQ.cif").write_text(without_charges(xexlod.read_text()))
     out = tmp_path / "sim"
-    assert main(["simulate", str(folder), *SHORT, "--out", str(out)]) == 0
+    assert main(["simulate", str(folder), *SHORT, "--charges", "cif", "--out", str(out)]) == 0
     assert [r["mof_id"] for r in rows(out / "results.csv")] == [XEXLOD]
     failures = {f["mof_id"]: f for f in rows(out / "failures.csv")}
     assert sorted(failures) == ["NOQ", "syntax_error"]
@@ -188,7 +182,8 @@ def test_bad_cifs_go_to_failures_while_the_others_finish(
     assert not (out / "NOQ").exists() and not (out / "syntax_error").exists()
 
     # asked explicitly, the MOF without charges runs neutral and says so
-    assert main(["simulate", str(folder), *SHORT, "--allow-no-charges", "--out", str(out)]) == 0
+    neutral = ["--charges", "cif", "--allow-no-charges"]
+    assert main(["simulate", str(folder), *SHORT, *neutral, "--out", str(out)]) == 0
     by_id = {r["mof_id"]: r for r in rows(out / "results.csv")}
     assert by_id["NOQ"]["charge_method"] == "none" and by_id[XEXLOD]["charge_method"] == "cif"
     # no framework electrostatics: far below the charged framework's uptake
@@ -322,35 +317,101 @@ def test_a_degenerate_cell_or_unknown_element_fails_that_mof_with_its_reason(
 # ---------------------------------------------------------------------------- charge sources
 
 
-def test_charge_sources_are_tried_in_order_and_say_why_none_worked(test_data: Path) -> None:
-    charged = parse_cif((test_data / "good" / "toy_framework_charged.cif").read_text())
-    bare = parse_cif((test_data / "good" / "cu_fcc_p1.cif").read_text())
-    got = assign_charges(charged, ["cif", "none"])
-    assert got.method == "cif" and got.net_charge == pytest.approx(0.6, abs=1e-6)
-    assert assign_charges(bare, ["cif", "none"]).method == "none"
-    with pytest.raises(
-        ChargeSourceError, match=r"^cif: the CIF has no partial charge for 4 of its 4 atoms$"
-    ):
-        assign_charges(bare, ["cif"])
-    with pytest.raises(
-        ChargeSourceError, match=r"unknown charge source 'model' \(known: cif, none\)"
-    ):
-        assign_charges(bare, ["model"])
+def _stubbed_run(
+    tasks: list[simulate.Task],
+    settings: simulate.SimulateSettings,
+    out: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[dict], list]:
+    """run_simulations in this process with an engine that returns at once."""
+    monkeypatch.setattr(simulation, "run_gcmc", _stub_engine([], ("", 0.0), RuntimeError()))
+    return simulate.run_simulations(tasks, settings, out, isolate=False)
 
 
-def test_a_new_charge_source_plugs_in(test_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(SOURCES, "cif", SOURCES["cif"])  # undo the registration afterwards
-    bare = parse_cif((test_data / "good" / "cu_fcc_p1.cif").read_text())
-    register("alternating", lambda c: np.resize([0.25, -0.25], c.n_atoms))
-    try:
-        got = assign_charges(bare, ["cif", "alternating"])
-        assert got.method == "alternating" and got.values.tolist() == [0.25, -0.25, 0.25, -0.25]
-        register("broken", lambda c: np.full(c.n_atoms, np.nan))
-        with pytest.raises(ChargeSourceError, match="broken: gave \\(4,\\) values, not one finite"):
-            assign_charges(bare, ["broken"])
-    finally:
-        SOURCES.pop("alternating", None)
-        SOURCES.pop("broken", None)
+def _chargeless(test_data: Path) -> simulate.Task:
+    """A small framework whose CIF has no charges (the toy framework without its column)."""
+    text = (test_data / "good" / "toy_framework_charged.cif").read_text()
+    return simulate.Task("NOQ", "noq.cif", without_charges(text).encode())
+
+
+def test_charge_options_name_the_sources_asked_in_order() -> None:
+    import argparse
+
+    from mofsieve.charge_model import DEFAULT_CHARGE_MODEL_DIR
+
+    parser = argparse.ArgumentParser()
+    simulate.add_arguments(parser)
+    base = ["X.cif", "--out", "o", "--pressure-bar", "0.15"]
+    default = simulate.settings_from_args(parser.parse_args(base))
+    assert default.charges == ("cif", "model")
+    assert default.charge_model == str(DEFAULT_CHARGE_MODEL_DIR)
+    eqeq = parser.parse_args([*base, "--charges", "eqeq", "--allow-no-charges"])
+    assert simulate.settings_from_args(eqeq).charges == ("eqeq", "none")
+    with pytest.raises(SystemExit, match="2"):
+        parser.parse_args([*base, "--charges", "ddec"])
+
+
+def test_a_mof_without_sane_charges_is_refused_with_every_reason(
+    test_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(charge_sources, "_charge_models", {})
+    empty = tmp_path / "no-model"
+    empty.mkdir()
+    settings = simulate.SimulateSettings(
+        pressures_bar=(0.15,), cycles=10, init_cycles=0, charge_model=str(empty)
+    )
+    records, failures = _stubbed_run([_chargeless(test_data)], settings, tmp_path / "sim",
+                                     monkeypatch)  # fmt: skip
+    assert records == [] and not (tmp_path / "sim" / "NOQ").exists()
+    assert [(f.stage, f.reason) for f in failures] == [
+        ("charges", "no usable partial charges (cif: the CIF has no partial charge for 10 of its "
+         f"10 atoms; model: no charge model in {empty} (charge_model.json missing)); "
+         "--allow-no-charges simulates it neutral"),
+    ]  # fmt: skip
+    assert rows(tmp_path / "sim" / "failures.csv")[0]["stage"] == "charges"
+
+
+@pytest.mark.skipif(
+    not SHIPPED_CHARGE_MODEL.is_file(),
+    reason=f"the shipped charge model ({SHIPPED_CHARGE_MODEL}) is absent",
+)
+def test_a_cif_without_charges_gets_the_models_and_the_result_says_so(
+    test_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = simulate.SimulateSettings(pressures_bar=(0.15,), cycles=10, init_cycles=0)
+    assert settings.charges == ("cif", "model")  # cif_or_model, the default
+    records, failures = _stubbed_run([_chargeless(test_data)], settings, tmp_path, monkeypatch)
+    assert failures == []
+    (record,) = records
+    assert record["charge_method"] == "model" and record["charge_detail"].startswith("model:")
+    assert abs(record["net_charge_e"]) < 1e-6
+    (row,) = rows(tmp_path / "results.csv")
+    assert row["charge_method"] == "model" and abs(float(row["net_charge_e"])) < 1e-6
+    # a result charged by another model (retrained in place) is not reused
+    path = tmp_path / "NOQ" / "result.json"
+    path.write_text(json.dumps({**record, "charge_detail": "model:charges-00000000"}))
+    assert simulate._finished(tmp_path, _chargeless(test_data), settings) is None
+
+
+def test_eqeq_charges_a_real_mof_in_the_engines_child_process(tmp_path: Path) -> None:
+    """The whole path: a charge-less CoRE MOF (core-mof's ALAMUW, Cu paddlewheel), EQeq in its
+    own process started from the GCMC child, then a short real GCMC."""
+    pytest.importorskip("openbabel", reason="Open Babel (openbabel-wheel)")
+    pytest.importorskip("CoRE_MOF", reason="the core-mof package (pip install '.[demo]')")
+    from mofsieve.manifest import iter_archive, package_archive
+
+    data = dict(iter_archive(package_archive("core-mof:2019-ASR"), {"ALAMUW_clean.cif"}))
+    cif = tmp_path / "ALAMUW_clean.cif"
+    cif.write_bytes(data["ALAMUW_clean.cif"])
+    out = tmp_path / "sim"
+    quick = ["--pressure-bar", "0.15", "--cycles", "20", "--init-cycles", "10"]
+    assert main(["simulate", str(cif), *quick, "--charges", "eqeq", "--out", str(out)]) == 0
+    assert rows(out / "failures.csv") == []
+    record = json.loads((out / "ALAMUW_clean" / "result.json").read_text())
+    assert record["charge_method"] == "eqeq" and record["charge_detail"] == "eqeq:openbabel-3.1"
+    assert abs(record["net_charge_e"]) < 1e-3
+    assert record["protocol"]["charges"] == ["eqeq"] and record["protocol"]["charge_model"] is None
+    assert math.isfinite(record["results"][0]["uptake_mol_per_kg"])
 
 
 def test_raspalib_is_pinned_exactly_and_alike_in_pyproject_and_the_rule_environment() -> None:

@@ -1,8 +1,9 @@
 """The partial-charge check of a CIF before GCMC: present on every atom, and a neutral cell.
 
-``mofsieve rank`` records it in ``flagged.csv``; ``mofsieve gcmc`` in ``charges.csv`` and in
-each RASPA input. RASPA's Ewald sum assumes a neutral framework, and a CIF without charges
-would run without electrostatics, which for CO2 matter.
+``mofsieve rank`` records it in ``flagged.csv`` for the CIF's own charges. RASPA's Ewald sum
+assumes a neutral framework, and a CIF without charges would run without electrostatics, which
+for CO2 matter: ``mofsieve gcmc`` and ``simulate`` then take charges from the configured
+sources (:mod:`mofsieve.charge_sources`) or refuse the MOF.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ def warn_charges(mof_id: str, status: str, net: float) -> None:
     """Log what a GCMC user must fix: no charges, or a charged cell."""
     if status == "missing":
         log.warning(
-            "%s: the CIF has no partial charges; GCMC would run without electrostatics "
-            "— assign charges (e.g. DDEC, EQeq) before running it",
+            "%s: the CIF has no partial charges; GCMC takes them from gcmc.charges (default: "
+            "the charge model) or refuses the MOF; neutral atoms only when asked (none)",
             mof_id,
         )
     elif status == "net_charge_nonzero":

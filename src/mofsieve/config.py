@@ -33,6 +33,7 @@ from mofsieve.config_sources import (
     normalised,
     pressure_key,
     read_config_file,
+    simulate_charge_arguments,
     where,
     workflow_config_sources,
 )
@@ -51,6 +52,7 @@ __all__ = [  # the sources' API, used through this module by the Snakefile and t
     "merge_config_sources",
     "pressure_key",
     "read_config_file",
+    "simulate_charge_arguments",
     "workflow_config_sources",
 ]
 
@@ -237,6 +239,7 @@ def gcmc_arguments(cfg: dict[str, Any]) -> list[str]:
         "--init-cycles", str(g["init_cycles"]),
         "--cutoff", str(g["cutoff_A"]),
         "--net-charge-tolerance", str(g["net_charge_tolerance_e"]),
+        *simulate_charge_arguments(cfg),
         "--time-limit", g["time_limit"],
     ]  # fmt: skip
 

@@ -220,3 +220,17 @@ def workflow_config_sources(
         typed = command_line_values(settings.config, load_schema(schema_path))
         sources.append((COMMAND_LINE, typed))
     return sources
+
+
+def simulate_charge_arguments(cfg: Mapping[str, Any]) -> list[str]:
+    """``--charges`` and ``--charge-model`` for ``gcmc.charges`` and ``gcmc.charge_model``,
+    the same words for ``mofsieve simulate`` and ``mofsieve gcmc`` (validated config).
+
+    ``charge_model: ""`` is the model shipped with mofsieve, named by its absolute path: a
+    relative ``models/charges`` would be looked for below wherever the run starts.
+    """
+    from mofsieve.charge_model import DEFAULT_CHARGE_MODEL_DIR
+
+    g = cfg["gcmc"]
+    model = str(g["charge_model"]) or str(DEFAULT_CHARGE_MODEL_DIR)
+    return ["--charges", str(g["charges"]), "--charge-model", model]

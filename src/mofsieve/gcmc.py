@@ -2,7 +2,7 @@
 
 For every row of ``flagged.csv`` a folder ``OUT/<mof_id>/`` gets
 
-- ``<mof_id>.cif``: the P1 unit cell with ``_atom_site_charge`` (when the source has charges),
+- ``<mof_id>.cif``: the P1 unit cell with the assigned charges in ``_atom_site_charge``,
   labels ``<Element><n>`` so that RASPA's ``RemoveAtomNumberCodeFromLabel`` maps each atom to
   its element's pseudo atom;
 - ``simulation.input``: GCMC of pure CO2 at the configured temperature and pressure(s),
@@ -16,8 +16,15 @@ For every row of ``flagged.csv`` a folder ``OUT/<mof_id>/`` gets
 
 Every parameter comes from :mod:`mofsieve.forcefield`, which ``mofsieve simulate`` uses too.
 
+Charges come from the sources of the charge method asked (``--charges``, default
+``cif_or_model``: the CIF's own, else the shipped charge model; :mod:`mofsieve.charge_sources`,
+which refuses implausible computed charges). A MOF that gets no sane charges gets no folder:
+``charges.csv`` says why (``no_charges``), and it is never written with neutral atoms unless
+``--charges none`` was asked.
+
 ``OUT/mofs.txt`` lists the folders and ``OUT/run_raspa.sbatch`` runs one of them per array
-task. ``OUT/charges.csv`` records the charge check (:mod:`mofsieve.charges`) of every folder.
+task. ``OUT/charges.csv`` records, for every flagged MOF, the charge status, the source that
+gave the charges (``charge_method``, ``charge_detail``), the net charge and the unit cells.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
-import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +40,15 @@ from pathlib import Path
 import numpy as np
 
 from mofsieve.atomic import write_csv_atomic, write_text_atomic
-from mofsieve.charges import DEFAULT_NET_CHARGE_TOLERANCE, charge_status, read_cifs, warn_charges
+from mofsieve.charge_sources import (
+    CHARGE_METHODS,
+    DEFAULT_CHARGE_METHOD,
+    AssignedCharges,
+    ChargeSourceError,
+    add_charge_arguments,
+    assign_charges,
+)
+from mofsieve.charges import DEFAULT_NET_CHARGE_TOLERANCE, read_cifs, warn_charges
 from mofsieve.forcefield import (
     BAR_IN_PA,
     CO2_ATOMS,
@@ -49,7 +64,10 @@ from mofsieve.structures import p1_cif_text
 
 log = logging.getLogger(__name__)
 
-CHARGES_COLUMNS = ("mof_id", "charge_status", "net_charge_e", "unit_cells", "note")
+CHARGES_COLUMNS = (
+    "mof_id", "charge_status", "charge_method", "charge_detail", "net_charge_e", "unit_cells",
+    "note",
+)  # fmt: skip
 
 
 class GcmcError(ValueError):
@@ -132,15 +150,22 @@ class GcmcSettings:
     cutoff: float = DEFAULT_CUTOFF
     print_every: int = 1000
     net_charge_tolerance: float = DEFAULT_NET_CHARGE_TOLERANCE
+    charges: tuple[str, ...] = CHARGE_METHODS[DEFAULT_CHARGE_METHOD]  # sources, in order
+    charge_model: str | None = None  # the charge model's folder; None: the shipped one
 
 
 def simulation_input(
-    mof_id: str, cells: tuple[int, int, int], settings: GcmcSettings, charge_note: str = ""
+    mof_id: str,
+    cells: tuple[int, int, int],
+    settings: GcmcSettings,
+    charge_note: str = "",
+    charges_from: str = "",
 ) -> str:
     pressures = " ".join(f"{p * BAR_IN_PA:.6g}" for p in settings.pressures_bar)
     note = f"# WARNING: {charge_note}\n" if charge_note else ""
+    origin = f"# framework charges (in {mof_id}.cif): {charges_from}\n" if charges_from else ""
     return (
-        f"# RASPA GCMC of CO2 in {mof_id}, written by mofsieve gcmc\n{note}"
+        f"# RASPA GCMC of CO2 in {mof_id}, written by mofsieve gcmc\n{origin}{note}"
         "SimulationType                MonteCarlo\n"
         f"NumberOfCycles                {settings.cycles}\n"
         f"NumberOfInitializationCycles  {settings.init_cycles}\n"
@@ -193,30 +218,37 @@ exec "${{RASPA_SIMULATE:-simulate}}" -i simulation.input
 """
 
 
+def charges_origin(charges: AssignedCharges) -> str:
+    """Where a MOF's charges came from, in words for a deck: ``model (model:charges-…)``."""
+    return charges.method + (f" ({charges.detail})" if charges.detail else "")
+
+
 def write_mof_folder(
-    folder: Path, mof_id: str, crystal: object, settings: GcmcSettings, status: str, net: float
+    folder: Path,
+    mof_id: str,
+    crystal: object,
+    settings: GcmcSettings,
+    charges: AssignedCharges,
+    status: str,
 ) -> tuple[int, int, int]:
-    """Write one MOF's RASPA folder; returns the unit-cell replication used."""
+    """Write one MOF's RASPA folder with ``charges`` in its P1 CIF; returns the unit cells."""
     atomic_number = np.asarray(crystal.atomic_number)  # type: ignore[attr-defined]
     frac = np.asarray(crystal.frac_coords)  # type: ignore[attr-defined]
     lattice = np.asarray(crystal.lattice)  # type: ignore[attr-defined]
-    charge = np.asarray(crystal.charge)  # type: ignore[attr-defined]
     elements = {_symbol(int(z)) for z in atomic_number}
     cells = unit_cells(lattice, settings.cutoff)
     note = ""
-    if status == "missing":
-        note = (
-            "the source CIF has no partial charges: every framework atom is neutral here; "
-            "assign charges (DDEC, EQeq, ...) to the CIF before running"
-        )
+    if charges.method == "none":
+        note = "charge method none (asked): every framework atom is neutral, no electrostatics"
     elif status == "net_charge_nonzero":
-        note = f"framework net charge {net:+.4f} e is not ~0"
+        note = f"framework net charge {charges.net_charge:+.4f} e is not ~0"
     folder.mkdir(parents=True, exist_ok=True)
+    origin = f"{charges_origin(charges)}, net {charges.net_charge:+.6f} e per cell"
     files = {
         f"{mof_id}.cif": p1_cif_text(
-            mof_id, atomic_number, frac, lattice, charge, audit="mofsieve gcmc"
+            mof_id, atomic_number, frac, lattice, charges.values, audit="mofsieve gcmc"
         ),
-        "simulation.input": simulation_input(mof_id, cells, settings, note),
+        "simulation.input": simulation_input(mof_id, cells, settings, note, origin),
         "pseudo_atoms.def": pseudo_atoms_def(elements),
         "force_field_mixing_rules.def": mixing_rules_def(elements),
         "force_field.def": FORCE_FIELD_DEF,
@@ -226,16 +258,35 @@ def write_mof_folder(
         write_text_atomic(folder / name, text)
     write_raspa3_decks(
         folder, mof_id, elements, cells, settings.temperature_k, settings.pressures_bar,
-        settings.cycles, settings.init_cycles, cif_charges=status != "missing",
-        cutoff=settings.cutoff, print_every=settings.print_every,
+        settings.cycles, settings.init_cycles, cutoff=settings.cutoff,
+        print_every=settings.print_every,
     )  # fmt: skip
     return cells
+
+
+def _charges_row(
+    mof_id: str,
+    status: str,
+    charges: AssignedCharges | None = None,
+    cells: str = "",
+    note: str = "",
+) -> dict[str, str]:
+    return {
+        "mof_id": mof_id,
+        "charge_status": status,
+        "charge_method": charges.method if charges else "",
+        "charge_detail": charges.detail if charges else "",
+        "net_charge_e": f"{charges.net_charge:.6f}" if charges else "",
+        "unit_cells": cells,
+        "note": note,
+    }
 
 
 def write_gcmc_inputs(
     flagged_csv: Path, out_dir: Path, settings: GcmcSettings, time_limit: str = "48:00:00"
 ) -> list[dict[str, str]]:
-    """Folders for every flagged MOF, ``mofs.txt``, ``charges.csv`` and the sbatch script."""
+    """Folders for every flagged MOF that gets charges, ``mofs.txt``, ``charges.csv`` (every
+    flagged MOF) and the sbatch script."""
     from mofsieve.structures import StructureError, parse_cif
 
     with open(flagged_csv, newline="") as fh:
@@ -249,31 +300,27 @@ def write_gcmc_inputs(
     for mof_id, source in sources.items():
         try:
             crystal = parse_cif(texts[source])
-            status, net = charge_status(crystal.charge, settings.net_charge_tolerance)
-            warn_charges(mof_id, status, net)
-            cells = write_mof_folder(out_dir / mof_id, mof_id, crystal, settings, status, net)
-        except (StructureError, GcmcError, ForceFieldError) as err:
+        except StructureError as err:
             log.warning("%s: no GCMC input written: %s", mof_id, err)
-            records.append(
-                {
-                    "mof_id": mof_id,
-                    "charge_status": "unreadable",
-                    "net_charge_e": "",
-                    "unit_cells": "",
-                    "note": str(err),
-                }
-            )
+            records.append(_charges_row(mof_id, "unreadable", note=str(err)))
+            continue
+        try:
+            charges = assign_charges(crystal, settings.charges, settings.charge_model)
+        except ChargeSourceError as err:
+            log.warning("%s: no GCMC input written: no usable partial charges (%s)", mof_id, err)
+            records.append(_charges_row(mof_id, "no_charges", note=str(err)))
+            continue
+        ok = abs(charges.net_charge) <= settings.net_charge_tolerance
+        status = "ok" if ok else "net_charge_nonzero"
+        warn_charges(mof_id, status, charges.net_charge)
+        try:
+            cells = write_mof_folder(out_dir / mof_id, mof_id, crystal, settings, charges, status)
+        except (GcmcError, ForceFieldError) as err:
+            log.warning("%s: no GCMC input written: %s", mof_id, err)
+            records.append(_charges_row(mof_id, "unreadable", charges, note=str(err)))
             continue
         written.append(mof_id)
-        records.append(
-            {
-                "mof_id": mof_id,
-                "charge_status": status,
-                "net_charge_e": "" if math.isnan(net) else f"{net:.6f}",
-                "unit_cells": "x".join(map(str, cells)),
-                "note": "",
-            }
-        )
+        records.append(_charges_row(mof_id, status, charges, "x".join(map(str, cells))))
     write_text_atomic(out_dir / "mofs.txt", "".join(f"{m}\n" for m in written))
     write_csv_atomic(
         out_dir / "charges.csv", CHARGES_COLUMNS, ([r[c] for c in CHARGES_COLUMNS] for r in records)
@@ -282,13 +329,17 @@ def write_gcmc_inputs(
         script = out_dir / "run_raspa.sbatch"
         write_text_atomic(script, sbatch_array_script(written, settings, time_limit))
         script.chmod(0o755)
-    n_warn = sum(r["charge_status"] != "ok" for r in records)
+    n_warn = sum(r["charge_status"] == "net_charge_nonzero" for r in records)
+    methods = Counter(r["charge_method"] for r in records if r["mof_id"] in written)
     log.info(
-        "wrote RASPA inputs for %d of %d flagged MOFs in %s (%d with charge warnings)",
+        "wrote RASPA inputs for %d of %d flagged MOFs in %s (charges: %s; %d with a net charge; "
+        "%d without usable charges, see charges.csv)",
         len(written),
         len(flagged),
         out_dir,
+        ", ".join(f"{m} {n}" for m, n in sorted(methods.items())) or "none written",
         n_warn,
+        sum(r["charge_status"] == "no_charges" for r in records),
     )
     return records
 
@@ -313,6 +364,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_NET_CHARGE_TOLERANCE,
         help="e per unit cell",
     )
+    add_charge_arguments(parser)
     parser.add_argument("--time-limit", default="48:00:00", help="sbatch --time of each task")
 
 
@@ -324,6 +376,8 @@ def run(args: argparse.Namespace) -> int:
         init_cycles=args.init_cycles,
         cutoff=args.cutoff,
         net_charge_tolerance=args.net_charge_tolerance,
+        charges=CHARGE_METHODS[args.charges],
+        charge_model=str(args.charge_model),
     )
     write_gcmc_inputs(args.flagged, args.out, settings, args.time_limit)
     return 0

@@ -12,7 +12,8 @@ How RASPA3 reads them, run from the MOF's folder (``raspa3`` with no arguments):
 - ``simulation.json``: one framework system per pressure (systems in one run are independent
   unless a move couples them); ``Name`` is the MOF id, so the framework is read from
   ``<mof_id>.cif`` beside it. ``UseChargesFrom: CIF_File`` takes each atom's
-  ``_atom_site_charge``; without charges the framework pseudo atoms' charge (0) is used.
+  ``_atom_site_charge``: ``mofsieve gcmc`` writes every P1 CIF with the charges it assigned
+  (:mod:`mofsieve.charge_sources`; zeros only when charge method ``none`` was asked).
 - ``force_field.json``: one pseudo atom per framework element, named by its symbol. RASPA3
   matches an ``_atom_site_label`` such as ``Zn12`` to a pseudo atom by its name, then by the
   name with digits removed, so the P1 CIF's ``<Element><n>`` labels map to their element.
@@ -111,18 +112,18 @@ def simulation_json(
     pressures_bar: Sequence[float],
     cycles: int,
     init_cycles: int,
-    cif_charges: bool,
     cutoff: float = ff.DEFAULT_CUTOFF,
     print_every: int = 1000,
     seed: int | None = None,
 ) -> dict[str, Any]:
-    """``simulation.json``: GCMC of pure CO2 in the framework, one system per pressure."""
+    """``simulation.json``: GCMC of pure CO2 in the framework, one system per pressure,
+    with the framework charges of the CIF beside it."""
     system = {
         "Type": "Framework",
         "Name": mof_id,
         "NumberOfUnitCells": [int(n) for n in cells],
         "ChargeMethod": "Ewald",
-        "UseChargesFrom": "CIF_File" if cif_charges else "PseudoAtoms",
+        "UseChargesFrom": "CIF_File",
         "CutOffVDW": float(cutoff),
         "CutOffCoulomb": float(cutoff),
         "ExternalTemperature": float(temperature_k),
@@ -160,7 +161,6 @@ def write_raspa3_decks(
     pressures_bar: Sequence[float],
     cycles: int,
     init_cycles: int,
-    cif_charges: bool,
     cutoff: float = ff.DEFAULT_CUTOFF,
     print_every: int = 1000,
 ) -> list[Path]:
@@ -173,7 +173,6 @@ def write_raspa3_decks(
             pressures_bar,
             cycles,
             init_cycles,
-            cif_charges,
             cutoff,
             print_every,
         ),  # fmt: skip

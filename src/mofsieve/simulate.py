@@ -15,8 +15,9 @@ runs UFF + TraPPE CO2 GCMC (force field from :mod:`mofsieve.forcefield`) and
   that died).
 
 Each MOF runs in a child process (``--jobs`` of them at a time), so an engine that aborts
-costs that MOF only. Charges come from the sources of :mod:`mofsieve.charge_sources`:
-``cif`` by default; a MOF without them is refused unless ``--allow-no-charges``.
+costs that MOF only. Charges come from the sources of :mod:`mofsieve.charge_sources`
+(``--charges``, default ``cif_or_model``: the CIF's own, else the shipped charge model);
+a MOF that gets no sane charges is refused with the reasons unless ``--allow-no-charges``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any
 
 from mofsieve import forcefield as ff
 from mofsieve.atomic import write_csv_atomic, write_text_atomic
-from mofsieve.charge_sources import SOURCES
+from mofsieve.charge_sources import CHARGE_METHODS, add_charge_arguments, charge_model
 from mofsieve.charges import DEFAULT_NET_CHARGE_TOLERANCE
 from mofsieve.failures import Failure, write_failures
 from mofsieve.manifest import InputError, build_manifest, iter_source_bytes, mof_id_of, split_source
@@ -134,7 +135,23 @@ def _finished(out_dir: Path, task: Task, settings: SimulateSettings) -> dict[str
     if record is None:
         return None
     made_by = (record.get("engine"), record.get("moves"), record.get("protocol"))
-    return record if made_by == (ENGINE, MOVES, settings.as_record()) else None
+    if made_by != (ENGINE, MOVES, settings.as_record()):
+        return None
+    if record.get("charge_method") == "model" and record.get("charge_detail") != _model_name(
+        settings.charge_model
+    ):  # charged by a model that has since been retrained or replaced
+        return None
+    return record
+
+
+def _model_name(model_dir: str | None) -> str | None:
+    """The name (folder and weights hash) of the charge model now in ``model_dir``."""
+    from mofsieve.charge_sources import ChargeSourceError
+
+    try:
+        return str(charge_model(model_dir).name)
+    except ChargeSourceError:
+        return None
 
 
 def _run_isolated(
@@ -259,12 +276,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-cycles", type=int, default=1000, help="initialization cycles")
     parser.add_argument("--seed", type=int, default=0, help="random seed of every run")
     parser.add_argument("--jobs", type=int, default=1, help="MOFs simulated at once")
-    parser.add_argument(
-        "--charges",
-        default="cif",
-        choices=sorted(SOURCES),
-        help="where the framework's partial charges come from (default: the CIF's own)",
-    )
+    add_charge_arguments(parser)
     parser.add_argument(
         "--allow-no-charges",
         action="store_true",
@@ -287,7 +299,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> SimulateSettings:
-    charges = [args.charges]
+    charges = list(CHARGE_METHODS[args.charges])
     if args.allow_no_charges and "none" not in charges:
         charges.append("none")
     return SimulateSettings(
@@ -300,6 +312,7 @@ def settings_from_args(args: argparse.Namespace) -> SimulateSettings:
         truncation=args.truncation,
         charges=tuple(charges),
         net_charge_tolerance=args.net_charge_tolerance,
+        charge_model=str(args.charge_model),
     )
 
 

@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from mofsieve import forcefield as ff
-from mofsieve.charge_sources import ChargeSourceError, assign_charges
+from mofsieve.charge_sources import (
+    CHARGE_METHODS,
+    DEFAULT_CHARGE_METHOD,
+    ChargeSourceError,
+    assign_charges,
+)
 from mofsieve.charges import DEFAULT_NET_CHARGE_TOLERANCE
 from mofsieve.raspa3_engine import (
     MOVES,
@@ -52,8 +57,9 @@ class SimulateSettings:
     seed: int = 0
     cutoff: float = ff.DEFAULT_CUTOFF
     truncation: str = ff.DEFAULT_TRUNCATION
-    charges: tuple[str, ...] = ("cif",)
+    charges: tuple[str, ...] = CHARGE_METHODS[DEFAULT_CHARGE_METHOD]  # sources, in order
     net_charge_tolerance: float = DEFAULT_NET_CHARGE_TOLERANCE
+    charge_model: str | None = None  # the charge model's folder; None: the shipped one
 
     def protocol(self, pressure_bar: float) -> Protocol:
         return Protocol(
@@ -70,6 +76,8 @@ class SimulateSettings:
         record = asdict(self)
         record["pressures_bar"] = list(self.pressures_bar)
         record["charges"] = list(self.charges)
+        if "model" not in self.charges:  # the folder of a model never asked decides nothing
+            record["charge_model"] = None
         return record
 
 
@@ -100,7 +108,7 @@ def prepare(task: Task, settings: SimulateSettings) -> tuple[FrameworkInput, dic
     except StructureError as err:
         raise MofFailure("parse", err.reason) from None
     try:
-        charges = assign_charges(crystal, settings.charges)
+        charges = assign_charges(crystal, settings.charges, settings.charge_model)
     except ChargeSourceError as err:
         hint = "" if "none" in settings.charges else "; --allow-no-charges simulates it neutral"
         raise MofFailure("charges", f"no usable partial charges ({err}){hint}") from None
@@ -127,6 +135,7 @@ def prepare(task: Task, settings: SimulateSettings) -> tuple[FrameworkInput, dic
     )
     about = {
         "charge_method": charges.method,
+        "charge_detail": charges.detail,
         "net_charge_e": charges.net_charge,
         "n_atoms": crystal.n_atoms,
         "unit_cells": list(framework.unit_cells),
