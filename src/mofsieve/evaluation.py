@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,19 @@ def without_charges(datas: Sequence[Any]) -> list[Any]:
     return out
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics (``test``, ``val``, ``test_members``, ``test_without_charges``) and the
+    ensemble mean (clipped as predict clips it) and raw spread of the test and validation
+    splits (the spreads are what calibration scales)."""
+
+    metrics: dict[str, Any]
+    test_mean: np.ndarray
+    test_spread: np.ndarray
+    val_mean: np.ndarray
+    val_spread: np.ndarray
+
+
 def evaluate_ensemble(
     members: Sequence[Any],
     test_data: Sequence[Any],
@@ -59,9 +73,8 @@ def evaluate_ensemble(
     y_std: float,
     clip_min: float | None,
     with_charges_hidden: bool,
-) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """Metrics (``test``, ``val``, ``test_members``, ``test_without_charges``) and the test
-    split's ensemble mean and spread."""
+) -> Evaluation:
+    """The ensemble on the test and validation splits (:class:`Evaluation`)."""
 
     def predict(datas: Sequence[Any]) -> np.ndarray:
         return ensemble_predictions(members, datas, batch_atoms, device, y_mean, y_std)
@@ -72,9 +85,11 @@ def evaluate_ensemble(
 
     test_preds = predict(test_data)
     test_mean, test_spread = clip(test_preds.mean(0)), test_preds.std(0)
+    val_preds = predict(val_data)
+    val_mean, val_spread = clip(val_preds.mean(0)), val_preds.std(0)
     metrics: dict[str, Any] = {
         "test": regression_metrics(y_test, test_mean),
-        "val": regression_metrics(y_val, clip(predict(val_data).mean(0))),
+        "val": regression_metrics(y_val, val_mean),
         "test_members": [regression_metrics(y_test, clip(p)) for p in test_preds],
         "test_without_charges": (
             regression_metrics(y_test, clip(predict(without_charges(test_data)).mean(0)))
@@ -82,4 +97,4 @@ def evaluate_ensemble(
             else None
         ),
     }
-    return metrics, test_mean, test_spread
+    return Evaluation(metrics, test_mean, test_spread, val_mean, val_spread)

@@ -4,6 +4,9 @@ Adam, MSE on the standardised target, cosine (or constant) learning rate over th
 time budget, best epoch on the validation MAE. Every epoch writes the member's checkpoint
 atomically; a run resumed from it goes on where it stopped, and a finished member goes on
 when the epoch or time budget has grown (a warm restart, recorded by :func:`lr_restarts`).
+A fine-tuned member (``train --init-from``) starts from the weights of its source member
+(``init_state``: every parameter and buffer, descriptor scaling and BatchNorm statistics
+included) instead of a random initialisation.
 """
 
 from __future__ import annotations
@@ -75,8 +78,12 @@ def fit_member(
     descriptor_stats: torch.Tensor | None,
     device: torch.device,
     ckpt_dir: Path,
+    init_state: dict[str, torch.Tensor] | None = None,
 ) -> tuple[CrystalRegressor, dict[str, Any]]:
-    """Train member ``k`` (or resume it), return it at its best validation epoch."""
+    """Train member ``k`` (or resume it), return it at its best validation epoch.
+
+    ``init_state``: start from these weights (a warm start) rather than a random
+    initialisation; a checkpoint to resume from takes precedence."""
     seed = settings.seed + k
     select = [
         i
@@ -88,7 +95,9 @@ def fit_member(
     ckpt_path = checkpoint_path(ckpt_dir, k)
     torch.manual_seed(seed)
     model = build_model(config)
-    if descriptor_stats is not None:
+    if init_state is not None:
+        model.load_state_dict(init_state)  # strict: the same architecture, or an error
+    elif descriptor_stats is not None:
         model.fit_descriptor_scaling(descriptor_stats)
     model.to(device)
     optimizer = torch.optim.Adam(

@@ -1,6 +1,6 @@
-"""The model card (``MODEL_CARD.md``) and parity plot of a trained model directory.
+"""The model card (``MODEL_CARD.md``), parity plot and reliability plot of a model directory.
 
-Both are written from what ``model.json`` records (:class:`mofsieve.modeldir.ModelSpec`), so
+All are written from what ``model.json`` records (:class:`mofsieve.modeldir.ModelSpec`), so
 a card can be rewritten from any model directory without retraining.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mofsieve.atomic import atomic_output
-from mofsieve.modeldir import ModelSpec
+from mofsieve.modeldir import Calibration, ModelSpec
 
 
 def citation_text(labels: Path, data_citation: Path | None = None) -> str | None:
@@ -57,6 +57,173 @@ def parity_plot(
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def reliability_plot(path: Path, calibration: Calibration) -> None:
+    """Observed against nominal coverage of the central intervals prediction ± z·σ (10–90 %),
+    on the validation split (where σ was fitted) and the test split."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = calibration.details["reliability"]
+    nominal = np.array(curves["nominal"]) * 100
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    ax.plot([0, 100], [0, 100], color="0.6", lw=1, label="ideal")
+    ax.axhspan(88, 92, xmin=0.85, xmax=0.95, color="0.85", zorder=0, label="88–92 % at 90 %")
+    ax.plot(nominal, np.array(curves["validation"]) * 100, "o-", ms=4,
+            label=f"validation (fitted, n={calibration.n_validation})")  # fmt: skip
+    if curves.get("test") is not None:
+        ax.plot(nominal, np.array(curves["test"]) * 100, "s-", ms=4,
+                label=f"test (n={calibration.n_test})")  # fmt: skip
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("nominal coverage of prediction ± z·σ (%)")
+    ax.set_ylabel("observed coverage (%)")
+    ax.set_title(f"calibration: {calibration.method}", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 360 else f"{seconds / 60:.0f} min"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def uncertainty_section(spec: ModelSpec) -> list[str]:
+    """The card's lines on what ``uncertainty`` is: the calibration, or that there is none."""
+    members = len(spec.weights)
+    cal = spec.calibration
+    if cal is None:
+        return [
+            "## Uncertainty (not calibrated)",
+            "",
+            f"`uncertainty` is the standard deviation of the {members} members' predictions. It "
+            "says where they disagree but is not a standard deviation of the error (it has no "
+            "coverage). `mofsieve calibrate MODEL_DIR --graphs SHARDS --labels CSV` fits one on "
+            "the validation split.",
+            "",
+        ]
+    rel = cal.details.get("reliability", {})
+    cv = cal.details.get("selection", {}).get("cross_validation", {})
+    nominal = rel.get("nominal", [])
+    lines = [
+        "## Uncertainty (calibrated on the validation split)",
+        "",
+        "`uncertainty` in `mofsieve predict`'s output is σ, a standard deviation of the error in "
+        f"{spec.target.unit}: **σ = {cal.formula()}**, where spread is the standard deviation of "
+        f"the {members} members' predictions. Form `{cal.method}`, fitted on the "
+        f"{cal.n_validation} validation MOFs: maximum Gaussian likelihood, then one factor so that "
+        "prediction ± 1.645 σ holds 90 % of them. "
+        + (
+            "The form was chosen among those below by the lowest Gaussian negative log-likelihood "
+            "(NLL) in a 5-fold cross-validation within the validation split; the test split took "
+            "no part in any choice."
+            if cal.details.get("selection", {}).get("by", "").startswith("lowest")
+            else "The form was given (`--method`)."
+        ),
+        "",
+    ]
+    if cv:
+        lines += [
+            "| form | cross-validated NLL | cross-validated 90 % coverage |",
+            "|---|---|---|",
+            *[
+                f"| `{name}`{' (chosen)' if name == cal.method else ''} | {s['nll']:.3f} | "
+                f"{_percent(s['coverage_90'])} |"
+                for name, s in cv.items()
+            ],
+            "",
+        ]
+    lines += [
+        f"90 % interval (±1.645 σ) coverage: validation {_percent(cal.coverage_90_validation)} "
+        f"(n={cal.n_validation}, fitted there), **test {_percent(cal.coverage_90_test)}** "
+        f"(n={cal.n_test}). Coverage of central intervals at other levels (`reliability.png`):",
+        "",
+    ]
+    if nominal:
+        lines += [
+            "| nominal | " + " | ".join(f"{100 * q:.0f} %" for q in nominal) + " |",
+            "|---" * (len(nominal) + 1) + "|",
+            "| validation | " + " | ".join(f"{100 * c:.1f}" for c in rel["validation"]) + " |",
+        ]
+        if rel.get("test") is not None:
+            lines.append("| test | " + " | ".join(f"{100 * c:.1f}" for c in rel["test"]) + " |")
+        lines.append("")
+        middle = nominal.index(0.5) if 0.5 in nominal else None
+        if middle is not None and rel["validation"][middle] - 0.5 > 0.05:
+            lines += [
+                "Narrower intervals hold more than their nominal share: the errors have heavier "
+                "tails than a Gaussian, so a σ that is right for the 90 % interval is too wide "
+                "for the 50 % one. Use σ for 90 % intervals (±1.645 σ), which it was fitted for.",
+                "",
+            ]
+    dominates = cal.details.get("spread_dominates_validation")
+    rho = cal.details.get("spearman_abs_error_spread_validation")
+    tr = spec.metadata.get("training", {})
+    spe, runs = tr.get("seconds_per_epoch_mean"), tr.get("epochs_run") or []
+    member_s = spe * sum(runs) / len(runs) if spe and runs else None
+    cost = (
+        f" Each member's training took {_duration(member_s)} on {tr.get('threads')} CPU "
+        "thread(s)" + (" (this fine-tuning only)" if tr.get("init_from") else "") + "."
+        if member_s
+        else ""
+    )
+    if cal.method != "scale" and dominates is not None:
+        lines += [
+            f"Why a calibrated spread of {members} members: {members} values give a very uncertain "
+            "spread (members can agree by chance where the error is large), so σ has a floor"
+            + (" and a term that grows with the prediction" if cal.relative else "")
+            + f" for what the spread misses. The spread term is the larger one for "
+            f"{_percent(dominates)} of validation MOFs"
+            + (
+                f"; the rank correlation of |error| with the spread there is {rho:.2f}"
+                if rho is not None
+                else ""
+            )
+            + f".{cost} More members would make the spread itself more informative; the "
+            "calibration is refitted by `mofsieve calibrate` whenever the model changes.",
+            "",
+        ]
+    lines += [
+        "`test_predictions.csv` keeps the raw spread as written at training (`uncertainty` "
+        "column there); σ follows from it with the formula above.",
+        "",
+    ]
+    return lines
+
+
+def _finetune_lines(tr: dict[str, Any]) -> list[str]:
+    """The card's lines on a warm start (``mofsieve train --init-from``), if this was one."""
+    src = tr.get("init_from")
+    if not src:
+        return []
+    lines = [
+        f"- Fine-tuned (warm start) from `{src['path']}` (its model.json sha1 "
+        f"{src['model_json_sha1'][:12]}): every member starts from that model's member of the "
+        "same index; architecture, featurization and target normalisation are that model's. "
+        f"{src.get('n_new_train', 0)} labelled MOFs outside its split were added to training; "
+        "its validation and test splits are kept, so the test rows compare with it.",
+    ]
+    sources = tr.get("label_sources")
+    if sources and sources.get("simulated"):
+        sim = sources["simulated"]
+        lines.append(
+            f"- Labels merged from `{Path(sources['original']['path']).name}` (sha1 "
+            f"{sources['original']['sha1'][:12]}) and the simulated uptakes of "
+            f"`{Path(sim['path']).name}` (sha1 {sim['sha1'][:12]}, column `{sim['column']}`): "
+            f"{sim['n_used']} simulated values, {sim['n_replacing']} of them replacing a label "
+            "(those in training are always trained on; those in the validation or test split "
+            "stay there, with the simulated value)."
+        )
+    return lines
 
 
 _DISPLAY_NAME = {"AECGCNN": "AE-CGCNN"}
@@ -117,8 +284,12 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
         f"in {t['unit']} (pure gas, rigid framework, as the GCMC labels were computed) from a MOF's "
         "crystal graph. An ensemble of "
         f"{len(meta['weights'])} {_DISPLAY_NAME.get(spec.architecture, spec.architecture)} "
-        "members; `uncertainty` is their standard "
-        "deviation.",
+        "members; `uncertainty` is "
+        + (
+            "a calibrated standard deviation (see Uncertainty)."
+            if spec.calibration
+            else "their standard deviation (not calibrated)."
+        ),
         "",
         "## Intended use",
         "Ranking large sets of MOF CIFs to pick candidates for GCMC; not a replacement for it. "
@@ -144,6 +315,14 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
             if nq
             else []
         ),
+        *(
+            [
+                f"| test, the model it was fine-tuned from | {b['n']} | {b['mae']:.3f} | "
+                f"{b['rmse']:.3f} | {b['r2']:.3f} | {b['spearman']:.3f} | {b['top10_recall']:.3f} |"
+            ]
+            if (b := meta["metrics"].get("test_before_finetune"))
+            else []
+        ),
         f"| validation, ensemble | {v['n']} | {v['mae']:.3f} | {v['rmse']:.3f} | {v['r2']:.3f} | "
         f"{v['spearman']:.3f} | {v['top10_recall']:.3f} |",
         "",
@@ -151,6 +330,7 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
         "The row with charges hidden is the same test split predicted as if the CIFs had no "
         "`_atom_site_charge` (NaN charges), which is what CIFs from the `core-mof` package look like.",
         "",
+        *uncertainty_section(spec),
         "## Architecture",
         "",
         architecture_sentence(init, meta["variant"]),
@@ -166,8 +346,15 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
         f"- Labels: `{Path(tr['labels']).name}` (sha1 {tr['labels_sha1'][:12]}), column `{t['name']}`; "
         f"{tr['n_labelled_with_graph']} labelled MOFs with a graph "
         f"({tr['n_labelled_without_graph']} labelled MOFs could not be featurized).",
-        f"- Split: 80/10/10 by seed {tr['split']['seed']}: {tr['split']['n_train']} train, "
-        f"{tr['split']['n_val']} validation, {tr['split']['n_test']} test (`split.csv`).",
+        *_finetune_lines(tr),
+        (
+            f"- Split: inherited from `{tr['split']['inherited_from']}` (its 80/10/10 split by "
+            f"seed {tr['split']['seed']}), plus {tr['split']['n_new_train']} new MOFs in training: "
+            if tr["split"].get("inherited_from")
+            else f"- Split: 80/10/10 by seed {tr['split']['seed']}: "
+        )
+        + f"{tr['split']['n_train']} train, {tr['split']['n_val']} validation, "
+        f"{tr['split']['n_test']} test (`split.csv`).",
         "- Cell-size cap for training only: "
         + (
             f"crystals with more than {tr['max_atoms_train']} atoms in the unit cell were left out of "

@@ -2,8 +2,8 @@
 
 A model directory holds ``model.json`` (architecture class and its ``init`` arguments, format
 version, featurization parameters, target name/unit/conditions, target normalisation, weights
-files, training record and metrics), one weights file per ensemble member and
-``MODEL_CARD.md``. Everything that needs to know about a model without running it — the
+files, training record, metrics and, once calibrated, the calibration of its uncertainty), one
+weights file per ensemble member and ``MODEL_CARD.md``. Everything that needs to know about a model without running it — the
 Snakemake rules, ``rank``, ``featurize --model`` — reads it through :func:`read_model`,
 which checks the format version and returns a typed :class:`ModelSpec`. No torch here.
 """
@@ -25,6 +25,9 @@ MODEL_FORMAT_VERSION = 1
 ARCHITECTURES = ("AECGCNN", "OCrystalNet")
 READOUTS = ("attention", "mean", "sum")  # the models' pooling of atoms into a crystal
 READOUTS_WITH_ATOM_WEIGHTS = ("attention",)  # readouts whose per-atom weights are learned
+
+
+CALIBRATION_METHODS = ("scale", "scale+floor", "scale+floor+relative")
 
 
 class ModelDirError(ValueError):
@@ -56,6 +59,97 @@ class TargetSpec:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """How ``predict`` turns the ensemble spread into ``uncertainty``, a standard deviation in
+    the target's unit: ``σ = sqrt((scale·spread)² + (floor + relative·|prediction|)²)``.
+
+    Fitted on the validation split by :mod:`mofsieve.calibrate`; ``method`` names the free
+    parameters (the others are 0). ``details`` holds what the card shows (selection scores,
+    reliability curves); predictions use only the three numbers."""
+
+    method: str
+    scale: float
+    floor: float = 0.0
+    relative: float = 0.0
+    fitted_on: str = "validation"
+    n_validation: int = 0
+    coverage_90_validation: float | None = None
+    n_test: int = 0
+    coverage_90_test: float | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in CALIBRATION_METHODS:
+            raise ValueError(
+                f"calibration method {self.method!r}; known: {list(CALIBRATION_METHODS)}"
+            )
+        for name in ("scale", "floor", "relative"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0.0 <= value < float("inf")):
+                raise ValueError(f"calibration {name} must be a finite number ≥ 0, not {value!r}")
+
+    def sigma(self, spread: Any, prediction: Any) -> Any:
+        """σ for ensemble spreads and predictions (floats or NumPy arrays alike: no NumPy
+        import here, so that ``rank`` and the workflow stay light)."""
+        return (
+            (self.scale * spread) ** 2 + (self.floor + self.relative * abs(prediction)) ** 2
+        ) ** 0.5
+
+    def formula(self) -> str:
+        """σ with the fitted numbers, e.g. ``sqrt((1.77·spread)² + (0.23 + 0.17·|prediction|)²)``."""
+        if self.method == "scale":
+            return f"{self.scale:.4g}·spread"
+        floor = f"{self.floor:.4g}"
+        if self.relative:
+            floor = f"({floor} + {self.relative:.4g}·|prediction|)"
+        return f"sqrt(({self.scale:.4g}·spread)² + {floor}²)"
+
+    def describe(self) -> str:
+        """One line for logs."""
+        return (
+            f"calibrated σ = {self.formula()} ({self.method}, fitted on {self.n_validation} "
+            f"{self.fitted_on} MOFs)"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "scale": self.scale,
+            "floor": self.floor,
+            "relative": self.relative,
+            "fitted_on": self.fitted_on,
+            "n_validation": self.n_validation,
+            "coverage_90_validation": self.coverage_90_validation,
+            "n_test": self.n_test,
+            "coverage_90_test": self.coverage_90_test,
+            **dict(self.details),
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Calibration:
+        own = {
+            "method", "scale", "floor", "relative", "fitted_on", "n_validation",
+            "coverage_90_validation", "n_test", "coverage_90_test",
+        }  # fmt: skip
+
+        def optional(key: str) -> float | None:
+            return None if d.get(key) is None else float(d[key])
+
+        return cls(
+            method=str(d["method"]),
+            scale=float(d["scale"]),
+            floor=float(d.get("floor", 0.0)),
+            relative=float(d.get("relative", 0.0)),
+            fitted_on=str(d.get("fitted_on", "validation")),
+            n_validation=int(d.get("n_validation", 0)),
+            coverage_90_validation=optional("coverage_90_validation"),
+            n_test=int(d.get("n_test", 0)),
+            coverage_90_test=optional("coverage_90_test"),
+            details={k: v for k, v in d.items() if k not in own},
+        )
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What callers need to know about a model directory (``model.json`` parsed and checked)."""
 
@@ -69,6 +163,7 @@ class ModelSpec:
     normalisation_std: float
     variant: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)  # the whole model.json
+    calibration: Calibration | None = None  # None: ``uncertainty`` is the raw ensemble spread
 
     @property
     def readout(self) -> str:
@@ -89,6 +184,16 @@ class ModelSpec:
         (:mod:`mofsieve.symmetry`): AE-CGCNN; OCrystalNet's directed-edge states and OFM
         inputs are outside what the colour refinement compares."""
         return self.architecture == "AECGCNN"
+
+    @property
+    def uncertainty_meaning(self) -> str:
+        """What the ``uncertainty`` column of this model's predictions is, for logs."""
+        if self.calibration is None:
+            return (
+                "uncertainty = raw ensemble spread (uncalibrated: no probability meaning; "
+                "`mofsieve calibrate` fits one)"
+            )
+        return f"uncertainty = {self.calibration.describe()}"
 
     def weight_paths(self) -> list[Path]:
         return [self.directory / name for name in self.weights]
@@ -151,6 +256,12 @@ def parse_model_json(meta: Mapping[str, Any], path: Path) -> ModelSpec:
         pressure_bar=number(conditions.get("pressure_bar")),
         clip_min=number(target.get("clip_min")),
     )
+    calibration = None
+    if meta.get("calibration") is not None:  # absent in models written before calibration
+        try:
+            calibration = Calibration.from_json(meta["calibration"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelDirError(f"{path}: calibration is malformed ({err})") from None
     return ModelSpec(
         directory=path.parent,
         architecture=str(architecture),
@@ -162,6 +273,7 @@ def parse_model_json(meta: Mapping[str, Any], path: Path) -> ModelSpec:
         normalisation_std=float(_required(meta, path, "normalisation", "std")),
         variant=meta.get("variant"),
         metadata=dict(meta),
+        calibration=calibration,
     )
 
 
@@ -202,10 +314,27 @@ def write_model_json(
         "featurization": featurization.to_json(),
         **extra,
     }
-    path = model_json_path(model_dir)
+    return _write_meta(model_json_path(model_dir), meta)
+
+
+def set_calibration(
+    model_dir: str | os.PathLike[str], calibration: Calibration | None
+) -> ModelSpec:
+    """Record (or, with None, remove) the calibration in ``model.json``, everything else kept
+    as it is; written atomically, returned as read back."""
+    spec = read_model(model_dir)
+    meta = dict(spec.metadata)
+    meta.pop("calibration", None)
+    if calibration is not None:
+        meta["calibration"] = calibration.to_json()
+    return _write_meta(model_json_path(model_dir), meta)
+
+
+def _write_meta(path: Path, meta: Mapping[str, Any]) -> ModelSpec:
     spec = parse_model_json(meta, path)  # never write what could not be read back
+    text = json.dumps(meta, indent=2) + "\n"
     with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        tmp.write_text(text)
     return spec
 
 

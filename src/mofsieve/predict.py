@@ -5,8 +5,10 @@
 CIFs that cannot be used go to a failures CSV with their reason. ``--graphs`` predicts shards
 featurized before (their featurization parameters are checked against the model's first).
 
-Writes ``mof_id,prediction,uncertainty,n_atoms`` (ensemble mean and standard deviation, in the
-model's unit) atomically, and optionally every atom's readout weight (``--attention``, the
+Writes ``mof_id,prediction,uncertainty,n_atoms`` (ensemble mean and uncertainty, in the model's
+unit) atomically: ``uncertainty`` is the calibrated standard deviation σ when ``model.json``
+records a calibration (:mod:`mofsieve.calibrate`), else the raw spread of the members (the log
+says which), and optionally every atom's readout weight (``--attention``, the
 format of :mod:`mofsieve.attention`: learned attention-pooling weights, or uniform weights for
 mean/sum pooling, with the readout recorded). Shards are read one at a time and batched by
 total atom count, so memory does not grow with the number of MOFs. Atoms the model cannot tell
@@ -158,6 +160,11 @@ class Predictor:
     def check(self, shard_params: Any, what: str) -> None:
         self.spec.check_graphs(shard_params, what=what)
 
+    def uncertainty(self, mean: np.ndarray, spread: np.ndarray) -> np.ndarray:
+        """The ``uncertainty`` column: σ from the model's calibration, or the raw spread."""
+        calibration = self.spec.calibration
+        return spread if calibration is None else calibration.sigma(spread, mean)
+
     def __call__(
         self, batch: Any, atom_weights: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -232,6 +239,7 @@ class _Job:
         log.info("%d shard(s), %d ensemble member(s) on %s%s", len(paths),
                  len(predictor.members), predictor.device, _fused_note(predictor.device))  # fmt: skip
         spec = predictor.spec
+        log.info("%s", spec.uncertainty_meaning)
         self.merge_rounds = (
             spec.num_layers if merge_equivalent and spec.merges_equivalent_atoms else None
         )
@@ -263,11 +271,12 @@ class _Job:
         want_weights = writer is not None and predictor.spec.has_atom_weights
         n_rows = 0
         for group, batch, atom_to_row in batches:
-            mean, std, weights = predictor(batch, atom_weights=want_weights)
+            mean, spread, weights = predictor(batch, atom_weights=want_weights)
+            uncertainty = predictor.uncertainty(mean, spread)
             if weights is not None and atom_to_row is not None:
                 weights = weights[atom_to_row]  # every atom of a set has its weight
             for j, i in enumerate(group):
-                rows.writerow([reader.ids[i], f"{mean[j]:.6g}", f"{std[j]:.6g}",
+                rows.writerow([reader.ids[i], f"{mean[j]:.6g}", f"{uncertainty[j]:.6g}",
                                reader.n_atoms(i)])  # fmt: skip
             if writer is not None:
                 group_graphs = [reader.graph(i) for i in group]
@@ -364,6 +373,55 @@ def predict_shards(
         log.info("shard %s: %d MOFs, %.2f s", number, n_rows, elapsed)
     job.log_times(len(paths))
     return job.n_rows
+
+
+def predict_ids(
+    predictor: Predictor,
+    graphs: Sequence[str | os.PathLike[str]],
+    wanted: set[str],
+    batch_atoms: int = 8000,
+) -> dict[str, tuple[float, float]]:
+    """mof_id → (ensemble mean, raw spread) for the graphs of ``graphs`` whose id is in
+    ``wanted`` (the first graph of an id; calibration's validation and test MOFs). The same
+    numbers as :func:`predict` before any calibration; shards without a wanted id are not
+    read into memory."""
+    from mofsieve.batching import (
+        graph_to_data,
+        iter_batches,
+        merged_batch,
+        merged_graph_data,
+        pack_by_atoms,
+    )
+    from mofsieve.store import ShardReader
+
+    spec = predictor.spec
+    merge_rounds = spec.num_layers if spec.merges_equivalent_atoms else None
+    found: dict[str, tuple[float, float]] = {}
+    for path in _graph_paths(graphs):
+        reader = ShardReader(path, in_memory=True)
+        predictor.check(reader.params, what=f"graphs in {path}")
+        rows = [i for i, m in enumerate(reader.ids) if m in wanted and m not in found]
+        if not rows:
+            continue
+        names = reader.params.global_feature_names
+        global_index = [names.index(n) for n in predictor.params.global_feature_names]
+        if merge_rounds is not None:
+            merged = [merged_graph_data(reader.graph(i), global_index, merge_rounds) for i in rows]
+            sizes = [data.num_nodes for data, _ in merged]
+            batches = (
+                (group, merged_batch([merged[j] for j in group])[0])
+                for group in pack_by_atoms(sizes, batch_atoms, range(len(rows)))
+            )
+        else:
+            columns = spec.featurization.columns
+            datas = [graph_to_data(reader.graph(i), global_index, columns=columns) for i in rows]
+            batches = iter_batches(datas, batch_atoms)
+        for group, batch in batches:
+            mean, spread, _ = predictor(batch)
+            for j, g in enumerate(group):
+                found[reader.ids[rows[g]]] = (float(mean[j]), float(spread[j]))
+        reader.release()
+    return found
 
 
 def predict_cifs(

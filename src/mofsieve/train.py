@@ -12,6 +12,14 @@ directory written (:func:`mofsieve.model.save_model_dir`, :mod:`mofsieve.modelca
 or ``--time-budget-min`` now allow more). ``--members`` trains some members' checkpoints only,
 so that members can run side by side (one per core, or one per SLURM array task); a last
 ``--resume`` run without it assembles the ensemble.
+
+At the end the ensemble's spread is calibrated on the validation split
+(:mod:`mofsieve.calibrate`; ``reliability.png``), when it has enough MOFs.
+``--init-from MODEL_DIR`` fine-tunes an existing model instead of training from scratch (a
+warm start, :mod:`mofsieve.warm_start`: its architecture, featurization, normalisation, members
+and split; fewer epochs and a lower learning rate by default). ``--simulated-labels`` lays a
+run's GCMC uptakes (``validation.csv``) over ``--labels``; the merged labels the model saw are
+written to ``OUT/labels.csv``.
 """
 
 from __future__ import annotations
@@ -26,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mofsieve.training_data import SIMULATED_COLUMN
+from mofsieve.warm_start import FINETUNE_EPOCHS, FINETUNE_LR
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +55,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--target",
-        required=True,
-        help="label column to learn (e.g. co2_uptake_mol_per_kg_298K_0.15bar)",
+        help="label column to learn (e.g. co2_uptake_mol_per_kg_298K_0.15bar); with "
+        "--init-from, default and only choice: the model's target",
     )
     parser.add_argument(
         "--graphs", required=True, nargs="+", help="graph shards or folders of shard-*.h5"
     )
     parser.add_argument("--out", required=True, type=Path, help="model directory to write")
     parser.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="fine-tune this model (warm start from its members' weights; its architecture, "
+        "featurization, normalisation and split; defaults become --epochs "
+        f"{FINETUNE_EPOCHS} --lr {FINETUNE_LR:g})",
+    )
+    parser.add_argument(
+        "--simulated-labels",
+        type=Path,
+        metavar="CSV",
+        help="simulated uptakes (a run's validation.csv: mof_id and --simulated-column) that "
+        "replace or extend --labels for their MOFs; the merged labels go to OUT/labels.csv",
+    )
+    parser.add_argument(
+        "--simulated-column",
+        default=SIMULATED_COLUMN,
+        help=f"column of --simulated-labels with the value (default {SIMULATED_COLUMN})",
+    )
+    parser.add_argument(
         "--architecture",
-        default="aecgcnn",
         choices=ARCHITECTURES,
         help="aecgcnn (default) or ocrystalnet (needs graphs featurized with "
         "--columns reverse_edges,orbital_neighbour_sum)",
@@ -85,8 +115,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--charge-dropout", type=float, help="share of training crystals whose charges are hidden"
     )
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--ensemble", type=int, default=3, help="number of members K (default 3)")
+    parser.add_argument(
+        "--epochs", type=int, help=f"epoch budget per member (default 50; {FINETUNE_EPOCHS} "
+        "with --init-from)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ensemble", type=int, help="number of members K (default 3; with --init-from, the "
+        "model's)",
+    )  # fmt: skip
     parser.add_argument(
         "--members",
         type=int,
@@ -95,7 +131,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "e.g. one per core or array task; then run again with --resume to assemble)",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--lr",
+        type=float,
+        help=f"peak learning rate (default 1e-3; {FINETUNE_LR:g} with --init-from)",
+    )
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument(
         "--lr-schedule",
@@ -149,10 +189,26 @@ def run(args: argparse.Namespace) -> int:
     configure_cpu(args.threads)
     try:
         train(args)
-    except (FeaturizationMismatch, ValueError, FileNotFoundError, KeyError, RuntimeError) as err:
+    except FeaturizationMismatch as err:
+        log.error("refusing to train: %s", err)
+        return 3
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as err:
         log.error("%s", err)
         return 2
     return 0
+
+
+def settle_defaults(args: argparse.Namespace) -> None:
+    """Defaults that depend on whether this is a fine-tuning run (``--init-from``)."""
+    finetune = args.init_from is not None
+    if args.epochs is None:
+        args.epochs = FINETUNE_EPOCHS if finetune else 50
+    if args.lr is None:
+        args.lr = FINETUNE_LR if finetune else 1e-3
+    if args.ensemble is None:
+        args.ensemble = 3  # a fine-tuning run has set the source's count already
+    if args.target is None:
+        raise ValueError("--target is needed (the label column to learn)")
 
 
 def model_config(args: argparse.Namespace, shard_globals: tuple[str, ...]) -> Any:
@@ -160,7 +216,7 @@ def model_config(args: argparse.Namespace, shard_globals: tuple[str, ...]) -> An
     it."""
     from mofsieve import model, ocrystalnet
 
-    architecture = getattr(args, "architecture", "aecgcnn")
+    architecture = getattr(args, "architecture", None) or "aecgcnn"
     family = ocrystalnet if architecture == "ocrystalnet" else model
     if args.variant is None:
         args.variant = DEFAULT_VARIANT[architecture]
@@ -214,52 +270,58 @@ def fit_settings(args: argparse.Namespace) -> Any:
 
 
 def train(args: argparse.Namespace) -> None:
-    import torch
-
-    from mofsieve.batching import iter_batches, select_device
+    from mofsieve.batching import select_device
     from mofsieve.evaluation import evaluate_ensemble
     from mofsieve.fit import fit_member
     from mofsieve.metrics import format_metrics
-    from mofsieve.model import build_model
     from mofsieve.store import ShardReader, shard_paths
-    from mofsieve.training_data import load_training_set, read_labels, shard_featurization
+    from mofsieve.training_data import load_training_set, shard_featurization
+    from mofsieve.warm_start import load_warm_start
 
     t_start = time.time()
+    warm = load_warm_start(args) if args.init_from is not None else None
+    settle_defaults(args)
     device = select_device(args.device)
-    ckpt_dir: Path = args.checkpoint_dir or args.out / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
 
     # load
-    labels = read_labels(args.labels, args.target)
-    if not labels:
-        raise ValueError(f"no values in column {args.target!r} of {args.labels}")
+    labels, label_sources, simulated_ids = training_labels(args)
     readers = [ShardReader(p, in_memory=True) for p in shard_paths(args.graphs)]
     if not readers:
         raise FileNotFoundError(f"no graph shards in {args.graphs}")
-    params = shard_featurization(readers)
-    config = model_config(args, params.global_feature_names)
-    global_index = [params.global_feature_names.index(n) for n in config.global_features]
-    lacking = [c for c in config.columns if c not in params.columns]
-    if lacking:
-        raise ValueError(
-            f"the shards lack the graph column(s) {lacking} that {type(config).__name__} needs "
-            f"(they have {list(params.columns)}); featurize with `mofsieve featurize --columns "
-            f"{','.join(config.columns)} …`"
-        )
+    if warm is not None:
+        warm.check_graphs(readers)  # the source's featurization, shard by shard
+        params, config = warm.spec.featurization, warm.config
+    else:
+        params = shard_featurization(readers)
+        config = model_config(args, params.global_feature_names)
+        lacking = [c for c in config.columns if c not in params.columns]
+        if lacking:
+            raise ValueError(
+                f"the shards lack the graph column(s) {lacking} that {type(config).__name__} "
+                f"needs (they have {list(params.columns)}); featurize with `mofsieve featurize "
+                f"--columns {','.join(config.columns)} …`"
+            )
+    ckpt_dir: Path = args.checkpoint_dir or args.out / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
     data = load_training_set(
-        labels, readers, global_index, args.seed, args.train_fraction_used, args.max_atoms_train,
-        columns=config.columns,
+        labels, readers, config.global_features, args.seed, args.train_fraction_used,
+        args.max_atoms_train, columns=config.columns,
+        inherited_split=warm.split if warm is not None else None,
+        always_train=simulated_ids,
     )  # fmt: skip
-    y_train = data.y("train")
-    y_mean, y_std = float(y_train.mean()), float(y_train.std() or 1.0)
+    if warm is not None:
+        # the weights were trained on this standardisation: it cannot change
+        y_mean, y_std = warm.spec.normalisation_mean, warm.spec.normalisation_std
+        log.info("fine-tuning on %d training MOFs, %d of them outside %s's split",
+                 len(data.train_ids), len(data.new_train_ids), warm.directory)  # fmt: skip
+    else:
+        y_train = data.y("train")
+        y_mean, y_std = float(y_train.mean()), float(y_train.std() or 1.0)
     for d in data.datas.values():
         d.y_std = (d.y - y_mean) / y_std
     train_data, val_data, test_data = data.data("train"), data.data("val"), data.data("test")
     y_val, y_test = data.y("val"), data.y("test")
-    # descriptor standardisation from the training split (the same for every member)
-    probe = build_model(config)
-    rows = [probe.raw_descriptors(batch) for _, batch in iter_batches(train_data, 50000)]
-    descriptor_stats = torch.cat(rows) if rows and rows[0] is not None else None
+    descriptor_stats = None if warm is not None else descriptor_statistics(config, train_data)
 
     # fit
     settings = fit_settings(args)
@@ -271,7 +333,8 @@ def train(args: argparse.Namespace) -> None:
             )
     fitted = [
         fit_member(k, config, settings, train_data, val_data, y_val, y_mean, y_std,
-                   descriptor_stats, device, ckpt_dir)
+                   descriptor_stats, device, ckpt_dir,
+                   init_state=warm.states[k] if warm is not None else None)
         for k in (args.members or range(args.ensemble))
     ]  # fmt: skip
     if args.members:
@@ -286,19 +349,125 @@ def train(args: argparse.Namespace) -> None:
     histories = [history for _, history in fitted]
 
     # evaluate
-    clip_min = 0.0 if data.non_negative() else None  # uptake cannot be negative
-    metrics, test_pred, test_unc = evaluate_ensemble(
+    if warm is not None:
+        clip_min = warm.spec.target.clip_min
+    else:
+        clip_min = 0.0 if data.non_negative() else None  # uptake cannot be negative
+    evaluation = evaluate_ensemble(
         members, test_data, y_test, val_data, y_val, args.batch_atoms, device, y_mean, y_std,
         clip_min, with_charges_hidden=config.use_charge,
     )  # fmt: skip
+    metrics = evaluation.metrics
     log.info("test (ensemble of %d): %s", len(members), format_metrics(metrics["test"]))
+    if warm is not None and len(test_data):
+        metrics["test_before_finetune"] = source_test_metrics(
+            warm.directory, test_data, y_test, args.batch_atoms, device, clip_min
+        )
+        log.info("test, the model before fine-tuning: %s",
+                 format_metrics(metrics["test_before_finetune"]))  # fmt: skip
+    calibration = calibrate_at_end(evaluation, y_val, y_test)
 
     # write
     write_model(args, members, histories, data, params, config, metrics, device, y_mean, y_std,
-                clip_min, t_start)  # fmt: skip
-    write_outputs(args.out, data, y_test, test_pred, test_unc, histories, args.target,
-                  metrics["test"])  # fmt: skip
+                clip_min, t_start, calibration, warm, label_sources)  # fmt: skip
+    write_outputs(args.out, data, y_test, evaluation.test_mean, evaluation.test_spread,
+                  histories, args.target, metrics["test"])  # fmt: skip
     log.info("wrote %s", args.out)
+
+
+def training_labels(
+    args: argparse.Namespace,
+) -> tuple[dict[str, float], dict[str, Any], frozenset[str]]:
+    """mof_id → label from ``--labels``, with ``--simulated-labels`` laid over them (then
+    written to ``OUT/labels.csv``, which becomes the labels the model records), where they
+    came from for ``model.json``, and the simulated ids (training always keeps those)."""
+    from mofsieve.training_data import (
+        merge_simulated_labels,
+        read_labels,
+        read_simulated,
+        write_labels,
+    )
+
+    labels = read_labels(args.labels, args.target)
+    if not labels:
+        raise ValueError(f"no values in column {args.target!r} of {args.labels}")
+    original = {"path": str(args.labels), "sha1": _sha1(args.labels), "n": len(labels)}
+    if args.simulated_labels is None:
+        return labels, {"original": original}, frozenset()
+    simulated = read_simulated(args.simulated_labels, args.simulated_column)
+    if not simulated:
+        raise ValueError(
+            f"no finite values in column {args.simulated_column!r} of {args.simulated_labels}"
+        )
+    merged = merge_simulated_labels(labels, simulated)
+    merged_path = write_labels(args.out / "labels.csv", args.target, merged)
+    log.info("%d simulated labels from %s (%d replacing a label, %d new) merged into %s",
+             len(simulated), args.simulated_labels, merged.n_replacing, merged.n_added,
+             merged_path)  # fmt: skip
+    sources = {
+        "original": original,
+        "simulated": {
+            "path": str(args.simulated_labels),
+            "sha1": _sha1(args.simulated_labels),
+            "column": args.simulated_column,
+            "n_used": len(simulated),
+            "n_replacing": merged.n_replacing,
+            "n_added": merged.n_added,
+        },
+        "merged": str(merged_path),
+    }
+    return merged.labels, sources, frozenset(simulated)
+
+
+def _sha1(path: Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def descriptor_statistics(config: Any, train_data: list[Any]) -> Any:
+    """Raw descriptors of the training split, for their standardisation (the same for every
+    member), or None for a model without descriptors."""
+    import torch
+
+    from mofsieve.batching import iter_batches
+    from mofsieve.model import build_model
+
+    probe = build_model(config)
+    rows = [probe.raw_descriptors(batch) for _, batch in iter_batches(train_data, 50000)]
+    return torch.cat(rows) if rows and rows[0] is not None else None
+
+
+def source_test_metrics(
+    source: Path, test_data: list[Any], y_test: np.ndarray, batch_atoms: int, device: Any,
+    clip_min: float | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The test metrics of the model a fine-tuning run started from, on this run's test split
+    and labels (so the card compares like with like)."""
+    from mofsieve.evaluation import ensemble_predictions
+    from mofsieve.metrics import regression_metrics
+    from mofsieve.model import load_model_dir
+
+    members, spec = load_model_dir(source, device)
+    mean = ensemble_predictions(members, test_data, batch_atoms, device,
+                                spec.normalisation_mean, spec.normalisation_std).mean(0)  # fmt: skip
+    return regression_metrics(y_test, mean if clip_min is None else np.clip(mean, clip_min, None))
+
+
+def calibrate_at_end(evaluation: Any, y_val: np.ndarray, y_test: np.ndarray) -> Any:
+    """The calibration of the new model on its validation split, or None (with a warning)
+    when that split is too small to place a 90 % quantile."""
+    from mofsieve.calibrate import MIN_VALIDATION, HeldOut, fit_calibration
+
+    if len(y_val) < MIN_VALIDATION:
+        log.warning("validation split of %d MOFs (< %d): the model stays uncalibrated "
+                    "(uncertainty = raw ensemble spread)", len(y_val), MIN_VALIDATION)  # fmt: skip
+        return None
+    calibration = fit_calibration(
+        HeldOut(y_val, evaluation.val_mean, evaluation.val_spread),
+        HeldOut(y_test, evaluation.test_mean, evaluation.test_spread),
+    )
+    log.info("%s; 90 %% interval coverage: validation %.3f, test %s", calibration.describe(),
+             calibration.coverage_90_validation, calibration.coverage_90_test)  # fmt: skip
+    return calibration
 
 
 def write_model(
@@ -314,31 +483,45 @@ def write_model(
     y_std: float,
     clip_min: float | None,
     t_start: float,
+    calibration: Any = None,
+    warm: Any = None,
+    label_sources: dict[str, Any] | None = None,
 ) -> Any:
-    """Weights and ``model.json`` (the training record in it), then the model card."""
+    """Weights and ``model.json`` (the training record and calibration in it), then the
+    reliability plot and the model card."""
     from mofsieve.fit import lr_restarts
     from mofsieve.model import save_model_dir
-    from mofsieve.modelcard import citation_text, write_model_card
+    from mofsieve.modelcard import citation_text, reliability_plot, write_model_card
     from mofsieve.modeldir import TargetSpec
     from mofsieve.training_data import SPLIT_FRACTIONS, conditions_from_target
 
     conditions = conditions_from_target(args.target)
     seconds_per_epoch = [h["seconds"] for hist in histories for h in hist["epochs"]]
+    label_sources = label_sources or {}
+    labels_used = Path(label_sources.get("merged", args.labels))
+    split: dict[str, Any] = {
+        "seed": args.seed,
+        "fractions": list(SPLIT_FRACTIONS),
+        "n_train": len(data.ids["train"]),
+        "n_train_used": len(data.train_ids),
+        "n_val": len(data.ids["val"]),
+        "n_test": len(data.ids["test"]),
+        "file": "split.csv",
+    }
+    if warm is not None:  # the source's split, new labelled MOFs in training
+        source_split = warm.spec.metadata.get("training", {}).get("split", {})
+        split["seed"] = source_split.get("seed")
+        split["inherited_from"] = str(warm.directory)
+        split["n_new_train"] = len(data.new_train_ids)
     training = {
-        "labels": str(args.labels),
-        "labels_sha1": hashlib.sha1(args.labels.read_bytes()).hexdigest(),
+        "labels": str(labels_used),
+        "labels_sha1": _sha1(labels_used),
+        **({"label_sources": label_sources} if "simulated" in label_sources else {}),
+        **({"init_from": warm.record(len(data.new_train_ids))} if warm is not None else {}),
         "graphs": data.shard_paths,
         "n_labelled_with_graph": len(data.datas),
         "n_labelled_without_graph": len(data.no_graph),
-        "split": {
-            "seed": args.seed,
-            "fractions": list(SPLIT_FRACTIONS),
-            "n_train": len(data.ids["train"]),
-            "n_train_used": len(data.train_ids),
-            "n_val": len(data.ids["val"]),
-            "n_test": len(data.ids["test"]),
-            "file": "split.csv",
-        },
+        "split": split,
         "max_atoms_train": args.max_atoms_train,
         "select_max_atoms": args.select_max_atoms,
         "n_train_over_atom_cap": data.n_over_atom_cap,
@@ -362,27 +545,36 @@ def write_model(
         "seconds_per_epoch_mean": float(np.mean(seconds_per_epoch)) if seconds_per_epoch else None,
         "wall_seconds": time.time() - t_start,
     }
-    spec = save_model_dir(
-        args.out,
-        members,
-        featurization=replace(
-            params, global_feature_names=config.global_features, columns=config.columns
-        ),
-        target=TargetSpec(
+    if warm is not None:
+        target = replace(warm.spec.target, clip_min=clip_min)
+    else:
+        target = TargetSpec(
             name=args.target,
             unit="mol/kg",
             gas=args.gas or conditions["gas"],
             temperature_K=args.temperature_k or conditions["temperature_K"],
             pressure_bar=args.pressure_bar or conditions["pressure_bar"],
             clip_min=clip_min,
+        )
+    spec = save_model_dir(
+        args.out,
+        members,
+        featurization=replace(
+            params, global_feature_names=config.global_features, columns=config.columns
         ),
+        target=target,
         normalisation_mean=y_mean,
         normalisation_std=y_std,
-        variant=args.variant,
+        variant=warm.spec.variant if warm is not None else args.variant,
         training=training,
         metrics=metrics,
         data_citation=citation_text(args.labels, args.data_citation),
+        **({"calibration": calibration.to_json()} if calibration is not None else {}),
     )
+    if calibration is not None:
+        reliability_plot(args.out / "reliability.png", calibration)
+    else:  # a plot left by an earlier run into this folder would describe another model
+        (args.out / "reliability.png").unlink(missing_ok=True)
     write_model_card(args.out / "MODEL_CARD.md", spec)
     return spec
 

@@ -1,7 +1,11 @@
 """What a training run learns from: labels, the labelled graphs, and their split.
 
 80/10/10 split by seed over the labelled graphs (a permutation of the sorted ids, so the
-same labels and seed always give the same split, whatever the shard order).
+same labels and seed always give the same split, whatever the shard order). A fine-tuned
+model (``train --init-from``) inherits its source model's split instead: labelled MOFs outside
+it go to training, so the source's validation and test MOFs stay held out. Simulated uptakes
+(the GCMC ``validation.csv`` of a run) merge into the original labels here
+(:func:`merge_simulated_labels`), and the merged labels are written by :func:`write_labels`.
 """
 
 from __future__ import annotations
@@ -61,6 +65,66 @@ def make_split(ids: Sequence[str], seed: int) -> dict[str, str]:
     return split
 
 
+SIMULATED_COLUMN = "simulated"  # the GCMC uptake column of a run's validation.csv
+
+
+@dataclass(frozen=True)
+class MergedLabels:
+    """Original labels with simulated values laid over them, and what came from where."""
+
+    labels: dict[str, float]
+    source: dict[str, str]  # mof_id -> "original" | "simulated"
+    n_replacing: int  # simulated values that replaced an original label
+    n_added: int  # simulated values for MOFs without one
+
+
+def read_simulated(path: Path, column: str = SIMULATED_COLUMN) -> dict[str, float]:
+    """mof_id → simulated value of ``column`` in ``path`` (rows without a finite value, e.g.
+    failed simulations, are left out; an id twice is an error)."""
+    return read_labels(path, column)
+
+
+def merge_simulated_labels(labels: dict[str, float], simulated: dict[str, float]) -> MergedLabels:
+    """``labels`` with ``simulated`` values replacing or extending them (a simulation of the
+    MOF at the model's conditions is the newer and more specific label)."""
+    merged = dict(labels)
+    merged.update(simulated)
+    source = {m: "simulated" if m in simulated else "original" for m in merged}
+    n_replacing = sum(1 for m in simulated if m in labels)
+    return MergedLabels(merged, source, n_replacing, len(simulated) - n_replacing)
+
+
+def write_labels(path: Path, target: str, merged: MergedLabels) -> Path:
+    """``mof_id,<target>,label_source`` sorted by id, atomically (the labels a model saw)."""
+    from mofsieve.atomic import write_csv_atomic
+
+    return write_csv_atomic(
+        path,
+        ["mof_id", target, "label_source"],
+        ([m, repr(merged.labels[m]), merged.source[m]] for m in sorted(merged.labels)),
+    )
+
+
+def read_split(path: Path) -> dict[str, str]:
+    """mof_id → train/val/test from a model directory's ``split.csv`` (what train wrote)."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no {path.name} at {path} (a model trained by `mofsieve train` has one)"
+        )
+    split: dict[str, str] = {}
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or not {"mof_id", "split"} <= set(reader.fieldnames):
+            raise ValueError(f"{path} needs columns mof_id,split (it has {reader.fieldnames})")
+        for row in reader:
+            if row["split"] not in SPLITS:
+                raise ValueError(
+                    f"{path}: split {row['split']!r} of {row['mof_id']} is not one of {SPLITS}"
+                )
+            split[row["mof_id"]] = row["split"]
+    return split
+
+
 def conditions_from_target(target: str) -> dict[str, Any]:
     """Gas, temperature and pressure read from a column name like ``co2_uptake_…_298K_0.15bar``."""
     gas = "CO2" if "co2" in target.lower() else None
@@ -87,6 +151,7 @@ class TrainingSet:
     shard_paths: list[str]
     no_graph: list[str] = field(default_factory=list)
     n_over_atom_cap: int = 0
+    new_train_ids: list[str] = field(default_factory=list)  # fine-tuning: outside the source split
 
     def data(self, split: str) -> list[Any]:
         ids = self.train_ids if split == "train" else self.ids[split]
@@ -114,17 +179,25 @@ def shard_featurization(readers: Sequence[Any]) -> FeaturizationParams:
 def load_training_set(
     labels: dict[str, float],
     readers: Sequence[Any],
-    global_index: Sequence[int],
+    global_features: Sequence[str],
     seed: int,
     train_fraction_used: float = 1.0,
     max_atoms_train: int | None = None,
     columns: Sequence[str] = (),
+    inherited_split: dict[str, str] | None = None,
+    always_train: set[str] | frozenset[str] = frozenset(),
 ) -> TrainingSet:
     """Every labelled graph, once; ids without a graph are reported, not fatal. ``columns``:
-    the optional graph columns the model reads (:func:`mofsieve.batching.graph_to_data`)."""
+    the optional graph columns the model reads (:func:`mofsieve.batching.graph_to_data`);
+    ``global_features``: the shard descriptors it reads, by name (shards may order them
+    differently). ``inherited_split``: a fine-tuned model's source split; ids outside it
+    train. Those, and the training MOFs of ``always_train`` (simulated labels), are always
+    trained on: neither the subsample nor the atom cap leaves them out."""
     datas: dict[str, Any] = {}
     n_atoms: dict[str, int] = {}
     for reader in readers:
+        names = reader.params.global_feature_names
+        global_index = [names.index(n) for n in global_features]
         for i, mof_id in enumerate(reader.ids):
             if mof_id in labels and mof_id not in datas:
                 graph = reader.graph(i)
@@ -138,9 +211,15 @@ def load_training_set(
             len(no_graph),
             no_graph[:3],
         )
-    split = make_split(list(datas), seed)
+    if inherited_split is None:
+        split = make_split(list(datas), seed)
+        new: set[str] = set()
+    else:
+        split = {m: inherited_split.get(m, "train") for m in datas}
+        new = {m for m in datas if m not in inherited_split}
+    kept = new | {m for m in always_train if split.get(m) == "train"}
     ids = {s: sorted(i for i, v in split.items() if v == s) for s in SPLITS}
-    train_ids = ids["train"]
+    train_ids = [i for i in ids["train"] if i not in kept]
     if train_fraction_used < 1.0:
         keep = np.random.default_rng(seed + 7).permutation(len(train_ids))
         keep = np.sort(keep[: int(round(train_fraction_used * len(train_ids)))])
@@ -150,6 +229,7 @@ def load_training_set(
         before = len(train_ids)
         train_ids = [i for i in train_ids if n_atoms[i] <= max_atoms_train]
         n_capped = before - len(train_ids)
+    train_ids = sorted(train_ids + sorted(kept))
     if len(train_ids) < 2 or not ids["val"]:
         raise ValueError(f"too few labelled graphs to train ({len(datas)})")
     log.info(
@@ -170,4 +250,5 @@ def load_training_set(
         shard_paths=[str(r.path) for r in readers],
         no_graph=no_graph,
         n_over_atom_cap=n_capped,
+        new_train_ids=sorted(new),
     )
