@@ -18,6 +18,7 @@ include: "workflow/rules/featurize.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/rank.smk"
 include: "workflow/rules/gcmc.smk"
+include: "workflow/rules/simulate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/train.smk"
 
@@ -26,3 +27,4 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+        validation_outputs(),

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # CI after `make test`: a real single-node SLURM on loopback, then
 #  1. the plan of a 300,000-CIF screen under the SLURM profile (dry run): at most 300 jobs
-#  2. `snakemake --profile slurm` (+ the CI overlay) end to end on 60 real CoRE MOF CIFs + 1 broken
+#  2. `snakemake --profile slurm` (+ the CI overlay) end to end on 60 real CoRE MOF CIFs + 1 broken,
+#     with GCMC of the three best flagged MOFs (one SLURM job each) validated against the
+#     predictions (validation.csv, validation.json, the report's validation section)
 #  3. the generated RASPA sbatch array, with a stand-in for `simulate`
 #  4. featurize as one 2-rank MPI job under `srun --mpi=pmi2`, asserting both ranks ran
 # The daemons are stopped by their recorded PIDs on any exit.
@@ -37,10 +39,12 @@ python .ci/make_ci_input.py --count 60 --out results/ci-input/core60.tar.gz
 
 say "snakemake --profile slurm: end to end"
 t0=$SECONDS
-timeout -k 60 "$SMK_TIMEOUT" snakemake "${PROFILE[@]}" --configfile .ci/config-slurm.yaml \
-    --config "$MODEL_CONFIG"
+timeout -k 60 "$SMK_TIMEOUT" snakemake "${PROFILE[@]}" \
+    --configfile .ci/config-slurm.yaml .ci/config-slurm-simulate.yaml --config "$MODEL_CONFIG"
 echo "end-to-end SLURM run: $((SECONDS - t0)) s"
 python .ci/assert_run.py results/ci-slurm --min-mofs 50 --expect-failure BROKEN_ci
+python .ci/assert_validation.py results/ci-slurm --min-simulated 2 \
+    --slurm-logs results/ci-slurm/logs/slurm
 jobs=$(sacct -n -X -S today -o JobName%60,State | grep -c COMPLETED || true)
 echo "sacct: $jobs completed jobs so far"
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import logging
 import re
 from dataclasses import replace
@@ -112,7 +113,7 @@ def colours(text: str) -> list[str]:
 def test_report_is_self_contained_with_distribution_table_pictures_failures(run_dir: Path) -> None:
     text = report(run_dir, "--attention", str(run_dir / "attention"), "--pictures", "2")
     pngs = images(text)
-    assert len(pngs) == 1 + 2  # the distribution and two candidates
+    assert len(pngs) == 1 + 2 + 1  # the distribution, two candidates, attention by element
     assert all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
     assert not re.search(r"(src|href)=['\"]?(https?:)?//", text)
     assert "<script" not in text
@@ -234,3 +235,140 @@ def test_graphs_and_attention_in_a_folder_per_workflow_job_are_found_shard_by_sh
     text = report(run_dir, "--graphs", str(jobs / "g0"), str(jobs / "g1"),
                   "--attention", str(jobs / "a0"), str(jobs / "a1"), "--pictures", "3")  # fmt: skip
     assert colours(text) == ["attention"] * 3
+
+
+# ------------------------------------------------------------- validation, attention by element
+
+
+def flag(run_dir: Path, *mof_ids: str) -> None:
+    """Mark ``mof_ids`` flagged in the run's ranked.csv (TOP1 and TOP2 keep their order)."""
+    lines = (run_dir / "ranked.csv").read_text().splitlines()
+    cells = [line.split(",") for line in lines]
+    for row in cells[1:]:
+        row[4] = "yes" if row[1] in mof_ids else "no"
+    (run_dir / "ranked.csv").write_text("\n".join(",".join(c) for c in cells) + "\n")
+
+
+def table_rows(text: str, first_cell: str) -> list[list[str]]:
+    """The cells of every table row whose first cell is ``first_cell``."""
+    found = []
+    for row in re.findall(r"<tr>(.*?)</tr>", text):
+        cells = [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        if cells and cells[0] == first_cell:
+            found.append(cells)
+    return found
+
+
+def validated(run_dir: Path) -> list[str]:
+    """validation.csv/.json of `mofsieve validate gather` over simulate results written by
+    hand in simulate's format: TOP1 (CIF charges) and TOP2 (charge model) simulated, LOW
+    refused; returns the report options that name them."""
+    from mofsieve.simulation import RESULT_COLUMNS
+
+    sim = run_dir / "sim"
+    sim.mkdir()
+    (sim / "results.csv").write_text(
+        ",".join(RESULT_COLUMNS) + "\n"
+        "TOP1,0.15,298,3.100000,0.150000,250,150,0,cif,2x2x2,10.0,0.000000\n"
+        "TOP2,0.15,298,2.650000,0.050000,250,150,0,model,3x3x3,12.0,0.000000\n"
+    )
+    (sim / "failures.csv").write_text(
+        "mof_id,source,stage,reason\nLOW,c,charges,no usable partial charges (model: Cu +3.2 e)\n"
+    )
+    assert main(["validate", "gather", "--ranked", str(run_dir / "ranked.csv"), "--simulated",
+                 str(sim), "--pressure-bar", "0.15", "--out-dir", str(run_dir)]) == 0  # fmt: skip
+    return ["--validation-csv", str(run_dir / "validation.csv"),
+            "--validation-json", str(run_dir / "validation.json")]  # fmt: skip
+
+
+def test_validation_section_has_metrics_parity_plot_and_each_mofs_charge_method(
+    run_dir: Path,
+) -> None:
+    flag(run_dir, "TOP1", "TOP2")  # flag threshold 2.25 mol/kg
+    text = report(run_dir, *validated(run_dir), "--pictures", "1")
+    section = text.split("<h2>Validation: GCMC of the top picks</h2>", 1)[1].split("<h2>", 1)[0]
+    # |3.5 − 3.1| and |2.25 − 2.65|: MAE 0.4, mean error 0; predicted and simulated agree in order
+    assert table_rows(section, "MAE (mol/kg)") == [["MAE (mol/kg)", "0.4"]]
+    assert table_rows(section, "Spearman (predicted vs simulated)")[0][1] == "1"
+    assert table_rows(section, "hit rate (simulated ≥ flag threshold)")[0][1] == (
+        "2 of 2 (100 %) at or above 2.25 mol/kg"
+    )
+    assert table_rows(section, "GCMC protocol (initialization + production)")[0][1] == (
+        "150 + 250 cycles, seed 0, 298 K"
+    )
+    assert table_rows(section, "charge methods")[0][1] == "cif 1, model 1"
+    top1, top2, low = (table_rows(section, str(k))[0] for k in (1, 2, 3))
+    assert top1[1:4] == ["TOP1", "3.500 ± 0.200", "3.100 ± 0.150"] and top1[7] == "cif"
+    assert top2[1:4] == ["TOP2", "2.250 ± 0.100", "2.650 ± 0.050"] and top2[7] == "model"
+    assert low[1] == "LOW" and low[3] == "—"
+    assert low[8] == "failed: charges: no usable partial charges (model: Cu +3.2 e)"
+    assert len(images(section)) == 1  # the parity plot
+    assert images(section)[0].startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_report_says_when_validation_is_off_and_refuses_a_broken_validation_file(
+    run_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = report(run_dir)
+    assert "GCMC validation is off (<code>gcmc.simulate.top: 0</code>)" in text
+    (run_dir / "report.html").unlink()
+    options = validated(run_dir)
+    (run_dir / "validation.json").write_text('{"format": "something else"}')
+    log = report_fails(run_dir, caplog, *options)
+    assert "validation.json is not a mofsieve-validation file" in log
+
+
+def test_attention_by_element_is_weight_times_atom_count_averaged_over_flagged_mofs(
+    run_dir: Path,
+) -> None:
+    """Peaked weights: a MOF's first atom (Zn) has half its attention, the other atoms share
+    the rest. TOP1 (10 atoms): Zn 0.5 × 10 = 5, each other atom 0.5 / 9 × 10; TOP2 (5 atoms):
+    Zn 2.5, the others 0.5 / 4 × 5 = 0.625."""
+    flag(run_dir, "TOP1", "TOP2")
+    text = report(run_dir, "--attention", str(run_dir / "attention"), "--pictures", "0")
+    section = text.split("<h2>Attention by element</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "Over the 2 best flagged MOFs" in section
+    assert table_rows(section, "Zn") == [["Zn", "2", "2", "3.750", "1.250"]]
+    others = f"{(5 / 9 + 0.625) / 2:.3f}"
+    assert table_rows(section, "O") == [["O", "2", "5", others, f"{(0.625 - 5 / 9) / 2:.3f}"]]
+    assert table_rows(section, "N") == [["N", "1", "1", f"{5 / 9:.3f}", "0.000"]]
+    assert "Cu" not in [
+        r[0] for r in re.findall(r"<tr><td>(\w+)</td>", section)
+    ]  # LOW: not flagged
+    assert len(images(section)) == 1
+
+    write_attention(run_dir / "mean" / "attention-00000.h5", real_graphs(), "mean")
+    text = report(run_dir, "--attention", str(run_dir / "mean"), "--pictures", "0")
+    assert (
+        "No learned attention weights (mean pooling: every atom weighs the same): no statistics"
+        " by element" in text
+    )
+
+
+def test_calibrated_models_give_90_percent_intervals_and_uncalibrated_ones_say_so(
+    run_dir: Path, write_model_dir
+) -> None:
+    from mofsieve.modeldir import Calibration, set_calibration
+
+    model = run_dir / "model"
+    write_model_dir(model)
+    text = report(run_dir, "--attention", str(run_dir / "attention"), "--models", str(model))
+    assert "uncalibrated" in text
+    assert "90 % interval" not in text
+
+    calibration = Calibration(method="scale", scale=2.0, coverage_90_test=0.9)
+    set_calibration(model, calibration)
+    text = report(run_dir, "--attention", str(run_dir / "attention"), "--models", str(model))
+    assert "calibrated standard deviation" in text and "90.0%" in text
+    # TOP1: 3.5 ± 1.645 × 0.2
+    assert "<td>3.17 – 3.83</td>" in text
+
+
+def test_duplicates_are_shown_with_the_framework_they_repeat(run_dir: Path) -> None:
+    ranked = run_dir / "ranked.csv"
+    header, best, *rest = ranked.read_text().splitlines()
+    lines = [f"{header},duplicate_of", f"{best},", *(f"{line},TOP1" for line in rest)]
+    ranked.write_text("\n".join(lines) + "\n")
+    text = report(run_dir, "--attention", str(run_dir / "attention"))
+    assert "<th>duplicate_of</th>" in text
+    assert text.count("<td>TOP1</td>") >= 3  # TOP1 itself and the two rows repeating it

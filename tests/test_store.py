@@ -188,6 +188,20 @@ def test_shard_paths_finds_shards_and_refuses_what_is_not_there(tmp_path, graphs
         shard_paths([folder, missing])
 
 
+def test_a_runs_graph_folder_is_searched_through_its_job_folders(tmp_path, graphs):
+    """The workflow writes shards into one folder per featurize job (shards-A-B/)."""
+    run_graphs = tmp_path / "graphs"
+    late = write_shard(
+        run_graphs / "shards-00010-00011" / "shard-00010.h5", graphs[:1], FeaturizationParams()
+    )
+    early = write_shard(
+        run_graphs / "shards-00000-00009" / "shard-00002.h5", graphs[1:], FeaturizationParams()
+    )
+    (run_graphs / "unrelated").mkdir()
+    write_shard(run_graphs / "unrelated" / "shard-00005.h5", graphs[:1], FeaturizationParams())
+    assert shard_paths([run_graphs]) == [early, late]
+
+
 def test_a_write_that_fails_midway_leaves_no_file(tmp_path, graphs, monkeypatch):
     bad = list(graphs)
     bad[2].global_features = np.zeros(5, np.float32)  # wrong width: fails after data is written

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import re
 import shlex
@@ -385,7 +387,7 @@ def test_rules_quote_every_argument_with_snakemake_never_by_hand() -> None:
     """``{x:q}`` quotes each word (each element of a list); a hand-written '{x}' breaks on a
     path or title holding a quote. Only the MPI launcher is several words on purpose."""
     bodies = shell_bodies()
-    assert len(bodies) == 7, sorted(bodies)
+    assert len(bodies) == 8, sorted(bodies)
     for name, body in bodies.items():
         assert "'" not in body, f"{name}: hand-quoted shell argument"
         text = (REPO / "workflow" / "rules" / name).read_text()
@@ -642,6 +644,145 @@ def test_slurm_profile_sends_predict_to_the_gpu_partition_and_ci_overlay_to_debu
     resources = resources_of_a_predict_job(overlay.stdout)
     assert "slurm_partition=debug" in resources and "gpu=0" in resources
     assert "slurm_account=root" in resources
+
+
+# --------------------------------------------------- GCMC of the top picks (gcmc.simulate)
+
+
+def test_simulate_config_is_off_by_default_and_gives_the_words_of_its_rules() -> None:
+    from mofsieve import validation_config as vconfig
+
+    cfg = mconfig.validate_config(minimal(), SCHEMA)
+    assert cfg["gcmc"]["simulate"] == {
+        "top": 0, "cycles": 2000, "init_cycles": 1000, "seed": 0, "runtime": 240,
+    }  # fmt: skip
+    assert not vconfig.simulate_enabled(cfg)
+    assert vconfig.validation_files(cfg, "r") == vconfig.report_validation_arguments(cfg, "r") == []
+    shipped = mconfig.load_config_file(REPO / "config.yaml", SCHEMA)
+    assert vconfig.simulate_top(shipped) == 3  # make screen checks its three best picks
+    ci = mconfig.load_config_sources(
+        [(str(f), mconfig.read_config_file(REPO / f))
+         for f in ("config.yaml", ".ci/config-slurm.yaml", ".ci/config-slurm-simulate.yaml")],
+        SCHEMA,
+    )  # fmt: skip
+    assert vconfig.simulate_top(ci) >= 2 and ci["gcmc"]["charges"] == "cif_or_model"
+    cfg = mconfig.validate_config(
+        minimal(target={"pressure": "working_capacity"}, gcmc={"simulate": {"top": 2, "seed": 5},
+                "charges": "cif"}), SCHEMA
+    )  # fmt: skip
+    words = vconfig.simulate_arguments(cfg)
+    assert words[:9] == ["--pressure-bar", "0.15", "16", "--temperature-k", "298",
+                         "--cycles", "2000", "--init-cycles", "1000"]  # fmt: skip
+    assert after(words, "--seed") == ["5"] and after(words, "--charges") == ["cif"]
+    assert vconfig.validate_pressure_arguments(cfg) == [
+        "--pressure-bar", "16", "--minus-pressure-bar", "0.15",
+    ]  # fmt: skip
+    assert vconfig.report_validation_arguments(cfg, "r") == [
+        "--validation-csv", "r/validation.csv", "--validation-json", "r/validation.json",
+    ]  # fmt: skip
+    with pytest.raises(mconfig.ConfigError, match=r"gcmc.simulate.top: -1 is less than"):
+        mconfig.validate_config(minimal(gcmc={"simulate": {"top": -1}}), SCHEMA)
+
+
+def test_a_run_without_simulation_plans_no_simulate_jobs(tmp_path: Path, write_model_dir) -> None:
+    synthetic_run(tmp_path, write_model_dir, 100, 20)
+    result = snakemake(tmp_path, "-n", "-p", "--cores", "2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert not {"simulate_picks", "simulate", "validate"} & set(job_counts(result.stdout))
+    (report,) = shell_commands(result.stdout)["report"]
+    assert "--validation-csv" not in report and "validation" not in " ".join(report)
+
+
+def test_simulate_top_n_plans_picks_then_validate_then_the_report_section(
+    tmp_path: Path, write_model_dir
+) -> None:
+    simulate = {"top": 2, "cycles": 50, "init_cycles": 20, "seed": 4, "runtime": 15}
+    synthetic_run(tmp_path, write_model_dir, 100, 20, target={"pressure": "working_capacity"},
+                  gcmc={"simulate": simulate})  # fmt: skip
+    result = snakemake(tmp_path, "-n", "-p", "--cores", "2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    # the simulate jobs are known once the picks checkpoint has run
+    assert counts["simulate_picks"] == counts["validate"] == counts["report"] == 1
+    commands = shell_commands(result.stdout)
+    (picks,) = commands["simulate_picks"]
+    assert picks[:3] == ["mofsieve", "validate", "pick"]
+    assert after(picks, "--flagged") == ["results/big/flagged.csv"]
+    assert after(picks, "--top") == ["2"]
+    assert after(picks, "--out")[:1] == ["results/big/simulate/picks"]
+    (validate,) = commands["validate"]
+    assert after(validate, "--pressure-bar") == ["16"]
+    assert after(validate, "--minus-pressure-bar") == ["0.15"]
+    assert after(validate, "--out-json")[:1] == ["results/big/validation.json"]
+    (report,) = commands["report"]
+    assert after(report, "--validation-csv") == ["results/big/validation.csv"]
+    assert after(report, "--validation-json") == ["results/big/validation.json"]
+    all_job = result.stdout.split("rule all:", 1)[1].split("\n\n", 1)[0]
+    assert "results/big/validation.json" in all_job
+
+
+def test_one_simulate_job_per_pick_on_the_cpu_partition_with_the_configured_runtime(
+    tmp_path: Path, write_model_dir, test_data: Path
+) -> None:
+    simulate = {"top": 2, "cycles": 50, "init_cycles": 20, "seed": 4, "runtime": 15}
+    run = synthetic_run(tmp_path, write_model_dir, 100, 20, gcmc={"simulate": simulate})
+    picks = run / "simulate" / "picks"  # as the checkpoint leaves them
+    picks.mkdir(parents=True)
+    (picks / "picks.csv").write_text("mof_id,rank,source\nA,1,a.cif\n")
+    (picks / "A.cif").write_bytes((test_data / "good" / "toy_framework_charged.cif").read_bytes())
+    target = "results/big/simulate/mofs/A/results.csv"
+    result = snakemake(tmp_path, "-n", "-p", "--profile", str(REPO / "slurm"), target)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (command,) = shell_commands(result.stdout)["simulate"]
+    assert command[:3] == ["mofsieve", "simulate", "results/big/simulate/picks/A.cif"]
+    assert after(command, "--out") == ["results/big/simulate/mofs/A"]
+    assert after(command, "--pressure-bar") == ["0.15"] and after(command, "--seed") == ["4"]
+    assert after(command, "--cycles") == ["50"] and after(command, "--init-cycles") == ["20"]
+    assert after(command, "--charges") == ["cif_or_model"]
+    resources = next(
+        line for line in result.stdout.split("rule simulate:", 1)[1].splitlines()
+        if line.strip().startswith("resources:")
+    )  # fmt: skip
+    assert "slurm_partition=cpu" in resources and "runtime=15" in resources
+
+
+@pytest.mark.shared
+def test_picks_simulate_and_validate_run_for_real(
+    tmp_path: Path, write_model_dir, shared_core: Path, test_data: Path
+) -> None:
+    """The three rules on a finished ranking: a real seeded GCMC of XEXLOD (CIF charges) and
+    a pick that simulate refuses (net charge +0.6 e), listed in validation.csv with why."""
+    from mofsieve.manifest import iter_archive
+
+    simulate = {"top": 3, "cycles": 40, "init_cycles": 20, "seed": 2}
+    run = synthetic_run(tmp_path, write_model_dir, 10, 10,
+                        gcmc={"simulate": simulate, "charges": "cif"})  # fmt: skip
+    member = "core2019_charged/XEXLOD_clean.cif"
+    (cif,) = dict(iter_archive(shared_core / "cifs.tar.xz", {member})).values()
+    (tmp_path / "XEXLOD_clean.cif").write_bytes(cif)
+    toy = test_data / "good" / "toy_framework_charged.cif"
+    header = (
+        "rank,mof_id,prediction_mol_per_kg,uncertainty_mol_per_kg,flagged,checks,n_atoms,source"
+    )
+    ranked = [f"1,TOY,2.0,0.3,yes,,10,{toy}", "2,XEXLOD_clean,0.6,0.1,yes,,144,XEXLOD_clean.cif",
+              "3,LOW,0.1,0.1,no,,4,low.cif"]  # fmt: skip
+    (run / "ranked.csv").write_text("\n".join([header, *ranked]) + "\n")
+    (run / "flagged.csv").write_text(
+        "\n".join([f"{header},charge_status,net_charge_e", *(f"{r},ok,0" for r in ranked[:2])])
+        + "\n"
+    )
+    result = snakemake(tmp_path, "--cores", "2", "--allowed-rules", "simulate_picks", "simulate",
+                       "validate", "--", "results/big/validation.json", timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = {r["mof_id"]: r for r in csv.DictReader(open(run / "validation.csv"))}
+    assert (
+        table["XEXLOD_clean"]["status"] == "ok" and table["XEXLOD_clean"]["charge_method"] == "cif"
+    )
+    assert 0 < float(table["XEXLOD_clean"]["simulated"]) < 2  # published 0.52 mol/kg
+    assert table["TOY"]["status"] == "failed" and "net charge +0.6000 e" in table["TOY"]["reason"]
+    summary = json.loads((run / "validation.json").read_text())
+    assert (summary["n_picked"], summary["n_simulated"], summary["n_failed"]) == (2, 1, 1)
+    assert (run / "simulate" / "mofs" / "XEXLOD_clean" / "XEXLOD_clean" / "result.json").is_file()
 
 
 # ----------------------------------------------------- end to end, local executor, kill -9

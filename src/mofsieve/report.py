@@ -3,10 +3,12 @@
 Sections: a summary (how many MOFs came in, were ranked, flagged, failed), the distribution of
 predictions with the flag threshold, the top candidates as a table, one picture per top
 candidate of its atoms coloured by the model's attention-pooling weight (the AE-CGCNN paper's
-Fig. 3 idea: which atoms the readout listened to), the structure checks by count (from
-``ranked.csv``'s ``checks`` column: how many ranked MOFs raised each, how many of those are
-flagged, how many the flagging passed over), and the failures grouped by reason.
-Pictures are PNGs embedded as base64 ``data:`` URIs; styles are inline.
+Fig. 3 idea: which atoms the readout listened to), the attention by element over the flagged
+MOFs and the GCMC validation of the top picks (:mod:`mofsieve.report_validation`), the
+structure checks by count (from ``ranked.csv``'s ``checks`` column: how many ranked MOFs
+raised each, how many of those are flagged, how many the flagging passed over), and the
+failures grouped by reason. Pictures are PNGs embedded as base64 ``data:`` URIs
+(:mod:`mofsieve.report_html`); styles are inline.
 
 Attention files (``--attention DIR``: ``attention-KKKKK.h5`` per shard) are read with
 :func:`mofsieve.attention.read_attention`; a file it does not recognise stops the report with
@@ -19,10 +21,8 @@ so. Every structure picture's ``<img>`` carries ``data-colour="attention"`` or
 from __future__ import annotations
 
 import argparse
-import base64
 import csv
 import html
-import io
 import logging
 import os
 import re
@@ -37,6 +37,16 @@ from mofsieve.atomic import write_text_atomic
 from mofsieve.attention import AttentionFormatError, has_learned_weights, read_attention
 from mofsieve.failures import FailureFileError, read_failures
 from mofsieve.manifest import InputError, read_manifest
+from mofsieve.modeldir import Calibration, ModelDirError, read_model
+from mofsieve.report_html import STYLE as _STYLE
+from mofsieve.report_html import html_table as _table
+from mofsieve.report_html import png_uri as _png
+from mofsieve.report_validation import (
+    ELEMENT_STATISTICS_TOP,
+    element_attention_section,
+    validation_section,
+)
+from mofsieve.validate import ValidateError
 from mofsieve.warning_records import CHECKS
 
 log = logging.getLogger(__name__)
@@ -72,15 +82,6 @@ def read_ranked(path: str | os.PathLike[str]) -> RankedTable:
     if not any(c.startswith("prediction") for c in header) or "mof_id" not in header:
         raise ValueError(f"{path} is not a ranked.csv (columns {header})")
     return RankedTable(header, rows)
-
-
-def _png(fig) -> str:  # matplotlib Figure -> data URI
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def distribution_figure(values: np.ndarray, threshold: float | None, quantity: str) -> str:
@@ -221,30 +222,6 @@ def load_attention(path: Path, atoms: dict[str, tuple]) -> tuple[str, dict[str, 
 # ---------------------------------------------------------------------------------------------
 # HTML
 
-_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;
-color:#222;max-width:1100px}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em}
-th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.cards{display:flex;flex-wrap:wrap;gap:1em}.card{border:1px solid #ddd;padding:.5em}
-.card p{margin:.2em 0;font-size:.85em}.muted{color:#777}
-"""
-
-
-def _table(header: Sequence[str] | None, rows: Sequence[Sequence[object]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header or ())
-    body = []
-    for row in rows:
-        cells = []
-        for value in row:
-            text = html.escape(str(value))
-            numeric = text.replace(".", "", 1).replace("-", "", 1).replace("e", "", 1).isdigit()
-            cells.append(f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    thead = f"<thead><tr>{head}</tr></thead>" if head else ""
-    return f"<table>{thead}<tbody>{''.join(body)}</tbody></table>"
-
 
 def build_report(
     ranked_csv: Path,
@@ -257,6 +234,9 @@ def build_report(
     n_pictures: int = 12,
     title: str = "mofsieve screening report",
     quantity: str = "",
+    validation_csv: Path | None = None,
+    validation_json: Path | None = None,
+    model_dirs: Sequence[Path] = (),
 ) -> Path:
     ranked = read_ranked(ranked_csv)
     failures = read_failures(failures_csv)
@@ -280,6 +260,10 @@ def build_report(
         ("ranked by", quantity_label),
         ("flag threshold", "—" if threshold is None else f"{threshold:.6g} {ranked.unit}"),
     ]
+    calibrations = [read_model(d).calibration for d in model_dirs]
+    calibrated = bool(calibrations) and all(c is not None for c in calibrations)
+    if model_dirs:
+        summary.append(("uncertainty", uncertainty_words(calibrations)))
     parts.append("<h2>Summary</h2>" + _table(None, summary))
 
     parts.append("<h2>Distribution of predictions</h2>")
@@ -291,15 +275,30 @@ def build_report(
 
     top = ranked.rows[:n_table]
     columns = ["rank", "mof_id", pred_col, unc_col, "flagged", "n_atoms"]
+    columns += [c for c in ("duplicate_of",) if c in ranked.header]
+    cells = [[r.get(c, "") for c in columns] for r in top]
+    if calibrated:
+        # a calibrated σ: ±1.645 σ is the central 90 % interval
+        columns.insert(4, "90 % interval")
+        for row, r in zip(cells, top, strict=True):
+            low = float(r[pred_col]) - 1.645 * float(r[unc_col])
+            row.insert(4, f"{low:.3g} – {float(r[pred_col]) + 1.645 * float(r[unc_col]):.3g}")
     parts.append(f"<h2>Top {len(top)} candidates</h2>")
-    parts.append(_table(columns, [[r.get(c, "") for c in columns] for r in top]))
+    parts.append(_table(columns, cells))
 
+    # the pictured MOFs and the flagged ones (the attention statistics) are read in one go
+    element_ids = [r["mof_id"] for r in flagged[:ELEMENT_STATISTICS_TOP]]
+    top_structures = None
+    if manifest is not None and graph_dir is not None:
+        wanted = [r["mof_id"] for r in ranked.rows[:n_pictures]] + element_ids
+        top_structures = load_top_structures(wanted, manifest, graph_dir, attention_dir)
     parts.append("<h2>Per-atom attention of the top candidates</h2>")
-    parts.append(
-        _pictures(
-            ranked.rows[:n_pictures], pred_col, ranked.unit, manifest, graph_dir, attention_dir
-        )
-    )
+    parts.append(_pictures(ranked.rows[:n_pictures], pred_col, ranked.unit, top_structures))
+    parts.append("<h2>Attention by element</h2>")
+    parts.append(element_attention_section(element_ids, top_structures))
+
+    parts.append("<h2>Validation: GCMC of the top picks</h2>")
+    parts.append(validation_section(validation_csv, validation_json, quantity_label))
 
     parts.append("<h2>Structure checks</h2>" + _checks_section(ranked))
 
@@ -335,6 +334,19 @@ def build_report(
         out_html,
     )
     return out_html
+
+
+def uncertainty_words(calibrations: Sequence[Calibration | None]) -> str:
+    """What the uncertainty column means, from the ranking models' calibrations."""
+    if any(c is None for c in calibrations):
+        return "raw spread of the ensemble members (uncalibrated: no probability meaning)"
+    coverage = ", ".join(
+        f"{c.coverage_90_test:.1%}" for c in calibrations if c.coverage_90_test is not None
+    )
+    return (
+        "calibrated standard deviation σ (fitted on the models' validation splits); ±1.645 σ "
+        "is a 90 % interval" + (f" (test-split coverage {coverage})" if coverage else "")
+    )
 
 
 def _checks_section(ranked: RankedTable) -> str:
@@ -377,54 +389,68 @@ def _reason_kind(reason: str) -> str:
     return re.sub(r"[-+]?\d+(\.\d+)?([eE][-+]?\d+)?", "#", head)
 
 
-def _pictures(
-    rows: list[dict[str, str]],
-    pred_col: str,
-    unit: str,
-    manifest: Path | None,
-    graph_dir: Path | Sequence[Path] | None,
+@dataclass
+class TopStructures:
+    """The atoms of some top MOFs (from the graph shards) and their per-atom weights (from
+    the attention files) where the model's readout learned them; ``captions`` says why a MOF
+    has none (no attention file given, or mean/sum pooling)."""
+
+    atoms: dict[str, tuple]
+    weights: dict[str, np.ndarray]
+    captions: dict[str, str]
+
+
+def load_top_structures(
+    mof_ids: Sequence[str],
+    manifest: Path,
+    graph_dir: Path | Sequence[Path],
     attention_dir: Path | Sequence[Path] | None,
-) -> str:
-    if not rows:
-        return "<p class='muted'>No candidates.</p>"
-    if manifest is None or graph_dir is None:
-        return "<p class='muted'>No graph shards given: pictures left out.</p>"
+) -> TopStructures:
     shards = shard_of(manifest)
     wanted: dict[int, set[str]] = {}
-    for r in rows:
-        if r["mof_id"] in shards:
-            wanted.setdefault(shards[r["mof_id"]], set()).add(r["mof_id"])
-    atoms: dict[str, tuple] = {}
-    weights: dict[str, np.ndarray] = {}
-    captions: dict[str, str] = {}  # why a MOF is coloured by element
+    for mof_id in mof_ids:
+        if mof_id in shards:
+            wanted.setdefault(shards[mof_id], set()).add(mof_id)
+    found = TopStructures({}, {}, {})
     for shard, ids in sorted(wanted.items()):
         shard_atoms = load_atoms(graph_dir, shard, ids)
-        atoms.update(shard_atoms)
+        found.atoms.update(shard_atoms)
         if attention_dir is None:
-            captions.update(dict.fromkeys(shard_atoms, "no attention file given"))
+            found.captions.update(dict.fromkeys(shard_atoms, "no attention file given"))
             continue
         if not shard_atoms:
             continue
         path = in_folders(attention_dir, f"attention-{shard:05d}.h5")
         readout, shard_weights = load_attention(path, shard_atoms)
         if has_learned_weights(readout):
-            weights.update(shard_weights)
+            found.weights.update(shard_weights)
         else:
-            captions.update(
+            found.captions.update(
                 dict.fromkeys(shard_atoms, f"{readout} pooling: every atom weighs the same")
             )
+    return found
+
+
+def _pictures(
+    rows: list[dict[str, str]], pred_col: str, unit: str, top: TopStructures | None
+) -> str:
+    if not rows:
+        return "<p class='muted'>No candidates.</p>"
+    if top is None:
+        return "<p class='muted'>No graph shards given: pictures left out.</p>"
     cards = []
     for r in rows:
         mof_id = r["mof_id"]
-        if mof_id not in atoms:
+        if mof_id not in top.atoms:
             continue
-        z, cart, lattice = atoms[mof_id]
-        uri = structure_figure(mof_id, z, cart, lattice, weights.get(mof_id))
-        if mof_id in weights:
+        z, cart, lattice = top.atoms[mof_id]
+        uri = structure_figure(mof_id, z, cart, lattice, top.weights.get(mof_id))
+        if mof_id in top.weights:
             colour, note = "attention", ""
         else:
             colour = "element"
-            note = f"<p class='muted'>{html.escape(captions[mof_id])}; coloured by element</p>"
+            caption = html.escape(top.captions[mof_id])
+            note = f"<p class='muted'>{caption}; coloured by element</p>"
         cards.append(
             f"<div class='card'><img data-colour=\"{colour}\" alt='{html.escape(mof_id)}' "
             f"src='{uri}'><p>#{html.escape(r['rank'])} {html.escape(mof_id)}: "
@@ -450,6 +476,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pictures", type=int, default=12, help="candidates to draw")
     parser.add_argument("--title", default="mofsieve screening report")
     parser.add_argument("--quantity", default="", help="what was predicted, in words")
+    parser.add_argument(
+        "--validation-csv", type=Path, help="validation.csv of mofsieve validate gather"
+    )
+    parser.add_argument(
+        "--validation-json", type=Path, help="validation.json of mofsieve validate gather"
+    )
+    parser.add_argument(
+        "--models", type=Path, nargs="+", default=[], help="model folders the ranking used"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -465,8 +500,17 @@ def run(args: argparse.Namespace) -> int:
             n_pictures=args.pictures,
             title=args.title,
             quantity=args.quantity,
+            validation_csv=args.validation_csv,
+            validation_json=args.validation_json,
+            model_dirs=args.models,
         )
-    except (AttentionFormatError, FailureFileError, InputError) as err:
+    except (
+        AttentionFormatError,
+        FailureFileError,
+        InputError,
+        ModelDirError,
+        ValidateError,
+    ) as err:
         log.error("%s", err)
         return 1
     return 0

@@ -314,12 +314,17 @@ class ShardReader:
 
 
 def shard_paths(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Shard files named directly or found (``shard-*.h5``) in the folders named, sorted."""
+    """Shard files named directly or found (``shard-*.h5``) in the folders named, sorted.
+
+    A workflow run's ``graphs/`` folder keeps its shards in one sub-folder per featurize job
+    (``shards-A-B/``); those are searched too, so the run's graph folder can be named whole.
+    """
     paths: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            paths.extend(sorted(p.glob("shard-*.h5")))
+            found = list(p.glob("shard-*.h5")) + list(p.glob("shards-*-*/shard-*.h5"))
+            paths.extend(sorted(found, key=lambda f: (f.name, str(f))))
         elif p.is_file():
             paths.append(p)
         else:
