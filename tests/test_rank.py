@@ -95,11 +95,12 @@ def test_ranked_best_first_ties_by_id_units_in_columns(run_dir: Path) -> None:
     ranked = read_rows(run_dir / "out" / "ranked.csv")
     assert list(ranked[0]) == [
         "rank", "mof_id", "prediction_mol_per_kg", "uncertainty_mol_per_kg", "flagged",
-        "checks", "n_atoms", "source",
+        "checks", "duplicate_of", "n_atoms", "source",
     ]  # fmt: skip
     assert [r["mof_id"] for r in ranked] == ["D", "B", "C", "A"]
     assert [r["rank"] for r in ranked] == ["1", "2", "3", "4"]
     assert [r["flagged"] for r in ranked] == ["yes", "yes", "no", "no"]
+    assert [r["duplicate_of"] for r in ranked] == ["", "", "", ""]  # no --frameworks: no groups
     assert ranked[1]["prediction_mol_per_kg"] == ranked[2]["prediction_mol_per_kg"] == "2.000000"
     assert ranked[0]["source"].endswith("D.cif")
 

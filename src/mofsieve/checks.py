@@ -317,13 +317,16 @@ def bond_checks(
     image: np.ndarray,
     tolerance: float = BOND_TOLERANCE,
     metal_tolerance: float = METAL_BOND_TOLERANCE,
+    bonds: Bonds | None = None,
 ) -> list[tuple[str, str]]:
     """``(check, detail)`` of the isolated-atom, isolated-molecule and coordination checks
-    for one crystal graph (edges ``src → dst`` at ``dist`` Å, ``image`` of ``src``)."""
+    for one crystal graph (edges ``src → dst`` at ``dist`` Å, ``image`` of ``src``), or of
+    its ``bonds`` when :func:`find_bonds` has found them already."""
     z = np.asarray(atomic_number, dtype=np.int64)
     if len(z) == 0:
         return []
-    bonds = find_bonds(z, src, dst, dist, image, tolerance, metal_tolerance)
+    if bonds is None:
+        bonds = find_bonds(z, src, dst, dist, image, tolerance, metal_tolerance)
     found: list[tuple[str, str]] = []
     strays = [f for f in finite_components(z, np.asarray(charge, np.float64), bonds)[0]
               if not f.ion]  # fmt: skip

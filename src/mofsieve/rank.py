@@ -3,20 +3,23 @@
 Inputs are the run's manifest (which says how many shards there are and where each CIF came
 from), the per-shard prediction CSVs (``mof_id,prediction,uncertainty,n_atoms``) of one model,
 optionally those of a second model to subtract (working capacity = uptake at the adsorption
-pressure − uptake at the desorption pressure, uncertainties combined in quadrature), and the
-per-shard featurization failures.
+pressure − uptake at the desorption pressure, uncertainties combined in quadrature), the
+per-shard featurization failures, warnings and framework keys (:mod:`mofsieve.duplicates`).
 
 Outputs (all written atomically):
 
 ``ranked.csv``
-    ``rank,mof_id,prediction_<unit>,uncertainty_<unit>,flagged,checks,n_atoms,source`` for
-    every MOF that has a prediction, best (largest) first. Values are rounded to the written
-    precision *before* sorting, so MOFs that look tied in the file are tied, and ties are
-    broken by ``mof_id``: the order never depends on shard or thread scheduling. ``checks``
-    names the structure checks a MOF's CIF raised (``;``-separated, empty when clean). The
-    top fraction (or count) is flagged, except that a MOF with a check of ``--skip-checks``
-    gives its place to the next one: GCMC time goes to as many structures as asked for, none
-    of them broken.
+    ``rank,mof_id,prediction_<unit>,uncertainty_<unit>,flagged,checks,duplicate_of,n_atoms,
+    source`` for every MOF that has a prediction, best (largest) first. Values are rounded to
+    the written precision *before* sorting, so MOFs that look tied in the file are tied, and
+    ties are broken by ``mof_id``: the order never depends on shard or thread scheduling.
+    ``checks`` names the structure checks a MOF's CIF raised (``;``-separated, empty when
+    clean). ``duplicate_of`` names the best-ranked MOF of the same framework (empty for that
+    one, and for MOFs without a framework key). The top fraction (or count) of distinct
+    frameworks is flagged, one MOF each: a framework's best-ranked MOF, or, when that one has
+    a check of ``--skip-checks``, its next-best copy without one. GCMC time goes to as many
+    structures as asked for, none of them broken, none twice (``--flag-duplicates``: every
+    MOF by itself).
 ``flagged.csv``
     the flagged rows plus ``charge_status`` (``ok``, ``missing``, ``net_charge_nonzero``,
     ``unreadable``) and ``net_charge_e`` from the CIF itself, which the GCMC hand-off needs.
@@ -41,6 +44,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mofsieve.atomic import write_csv_atomic
+from mofsieve.duplicates import (
+    FrameworkFileError,
+    FrameworkKey,
+    duplicate_of,
+    read_framework_keys,
+)
 from mofsieve.failures import Failure, FailureFileError, read_failures, write_failures
 from mofsieve.manifest import InputError, read_manifest, shard_count
 from mofsieve.warning_records import (
@@ -79,6 +88,7 @@ class RankedRow:
     n_atoms: int
     source: str
     checks: tuple[str, ...] = ()
+    duplicate_of: str = ""  # the best-ranked MOF of the same framework ("" for that one)
 
 
 def unit_slug(unit: str) -> str:
@@ -98,14 +108,18 @@ def value_columns(unit: str) -> tuple[str, str]:
 
 
 def shard_files(
-    inputs: Sequence[str | os.PathLike[str]], n_shards: int, pattern: str
+    inputs: Sequence[str | os.PathLike[str]],
+    n_shards: int,
+    pattern: str,
+    missing_ok: bool = False,
 ) -> list[Path]:
     """Files named directly, and for the folders named exactly ``pattern.format(k)`` for every
     shard k, in shard order, each from the first folder that holds it: one folder may hold
     every shard, or several folders some each (one per workflow job).
 
     Folders are never globbed: a stale file from an earlier run with another shard size must
-    not leak into this one, and a shard that no folder holds is an error, not a silent gap.
+    not leak into this one, and a shard that no folder holds is an error, not a silent gap
+    (``missing_ok``: left out, for files that older runs did not write).
     """
     files: list[Path] = []
     folders: list[Path] = []
@@ -126,7 +140,9 @@ def shard_files(
         holder.update(dict.fromkeys(os.listdir(folder), folder))
     expected = [pattern.format(k) for k in range(n_shards)]
     absent = [name for name in expected if name not in holder]
-    if absent:
+    if missing_ok:
+        expected = [name for name in expected if name in holder]
+    elif absent:
         where = (
             str(folders[0]) if len(folders) == 1 else f"{len(folders)} folders ({folders[0]}, …)"
         )
@@ -236,12 +252,15 @@ def rank_predictions(
     top_count: int | None = None,
     checks: dict[str, tuple[str, ...]] | None = None,
     skip_checks: Sequence[str] = (),
+    frameworks: dict[str, FrameworkKey] | None = None,
+    flag_duplicates: bool = False,
 ) -> tuple[list[RankedRow], list[Failure]]:
     """Rank finite predictions best first; return the rows and failures for non-finite ones.
 
-    ``checks`` holds each MOF's structure checks; the best MOFs are flagged, as many as
-    ``top_fraction`` of all ranked or ``top_count``, passing over any with a check in
-    ``skip_checks``.
+    ``checks`` holds each MOF's structure checks, ``frameworks`` their framework keys. The
+    best frameworks are flagged, as many as ``top_fraction`` of the distinct frameworks
+    ranked or ``top_count``, one MOF each (every MOF by itself with ``flag_duplicates``),
+    passing over any with a check in ``skip_checks``.
     """
     checks = checks or {}
     failures: list[Failure] = []
@@ -259,12 +278,19 @@ def rank_predictions(
             continue
         usable.append((round(pred.value, PRECISION), round(pred.uncertainty, PRECISION), pred))
     usable.sort(key=lambda item: (-item[0], item[2].mof_id))
-    n_flag = n_to_flag(len(usable), top_fraction, top_count) if usable else 0
+    leader = duplicate_of((pred.mof_id for _, _, pred in usable), frameworks or {})
+    n_frameworks = len(usable) - (0 if flag_duplicates else len(leader))
+    n_flag = n_to_flag(n_frameworks, top_fraction, top_count) if usable else 0
     skip = set(skip_checks)
+    flagged_frameworks: set[str] = set()  # by their best-ranked MOF
     rows = []
     for i, (value, uncertainty, pred) in enumerate(usable):
         found = checks.get(pred.mof_id, ())
-        flagged = n_flag > 0 and not skip.intersection(found)
+        framework = leader.get(pred.mof_id, pred.mof_id)
+        flagged = (n_flag > 0 and not skip.intersection(found)
+                   and (flag_duplicates or framework not in flagged_frameworks))  # fmt: skip
+        if flagged:
+            flagged_frameworks.add(framework)
         n_flag -= flagged
         rows.append(
             RankedRow(
@@ -276,6 +302,7 @@ def rank_predictions(
                 n_atoms=pred.n_atoms,
                 source=sources.get(pred.mof_id, ""),
                 checks=found,
+                duplicate_of=leader.get(pred.mof_id, ""),
             )
         )
     return rows, failures
@@ -291,7 +318,8 @@ def _fmt(value: float) -> str:
 
 def ranked_header(unit: str) -> list[str]:
     pred_col, unc_col = value_columns(unit)
-    return ["rank", "mof_id", pred_col, unc_col, "flagged", "checks", "n_atoms", "source"]
+    return ["rank", "mof_id", pred_col, unc_col, "flagged", "checks", "duplicate_of", "n_atoms",
+            "source"]  # fmt: skip
 
 
 def _ranked_cells(row: RankedRow) -> list[object]:
@@ -302,6 +330,7 @@ def _ranked_cells(row: RankedRow) -> list[object]:
         _fmt(row.uncertainty),
         "yes" if row.flagged else "no",
         ";".join(row.checks),
+        row.duplicate_of,
         row.n_atoms,
         row.source,
     ]
@@ -322,9 +351,13 @@ def run_rank(
     warnings: Sequence[Path] = (),
     out_warnings: Path | None = None,
     skip_checks: Sequence[str] = DEFAULT_SKIP_CHECKS,
+    frameworks: Sequence[Path] = (),
+    flag_duplicates: bool = False,
 ) -> list[RankedRow]:
     """Rank, flag and gather; ``warnings`` are the featurizer's warning files (or folders of
-    ``warnings-KKKKK.csv``), whose checks fill ``ranked.csv``'s ``checks`` column."""
+    ``warnings-KKKKK.csv``), whose checks fill ``ranked.csv``'s ``checks`` column;
+    ``frameworks`` its framework key files (or folders of ``frameworks-KKKKK.csv``; graphs
+    featurized before there were any have none, and their MOFs are never grouped)."""
     sources = {row.mof_id: row.source for row in read_manifest(manifest)}
     n_shards = shard_count(manifest)
     primary = read_predictions(shard_files(predictions, n_shards, "shard-{:05d}.csv"))
@@ -338,7 +371,13 @@ def run_rank(
     warning_rows = sorted((w for path in warning_files for w in read_warnings(path)),
                           key=lambda w: (w.mof_id, w.check, w.detail))  # fmt: skip
     checks = checks_by_mof(warning_rows)
-    rows, bad = rank_predictions(combined, sources, top_fraction, top_count, checks, skip_checks)
+    keys = {
+        key.mof_id: key
+        for path in shard_files(frameworks, n_shards, "frameworks-{:05d}.csv", missing_ok=True)
+        for key in read_framework_keys(path)
+    }
+    rows, bad = rank_predictions(combined, sources, top_fraction, top_count, checks, skip_checks,
+                                 keys, flag_duplicates)  # fmt: skip
 
     failure_rows = [
         f
@@ -379,12 +418,29 @@ def run_rank(
     write_failures(failure_rows, out_failures)
     if out_warnings is not None:
         write_warnings(warning_rows, out_warnings)
-    passed = sum(1 for r in rows[: flagged[-1].rank if flagged else 0] if not r.flagged)
+    above = [r for r in rows[: flagged[-1].rank if flagged else 0] if not r.flagged]
+    passed = sum(1 for r in above if set(skip_checks).intersection(r.checks))
     skipped = ",".join(skip_checks) or "none"
     log.info(f"ranked {len(rows)} MOFs, flagged {len(flagged)} ({passed} passed over for checks "
-             f"{skipped}), {len(failure_rows)} failures, {len(checks)} MOFs with warnings (of "
-             f"{len(sources)} in the manifest)")  # fmt: skip
+             f"{skipped}, {len(above) - passed} as duplicates), {len(failure_rows)} failures, "
+             f"{len(checks)} MOFs with warnings (of {len(sources)} in the manifest)")  # fmt: skip
+    _log_duplicates(rows, keys)
     return rows
+
+
+def _log_duplicates(rows: Sequence[RankedRow], keys: dict[str, FrameworkKey]) -> None:
+    n_duplicates = sum(1 for r in rows if r.duplicate_of)
+    n_groups = len({r.duplicate_of for r in rows if r.duplicate_of})
+    n_keyless = sum(1 for r in rows if r.mof_id not in keys)
+    log.info(f"{n_duplicates} MOFs duplicate {n_groups} better-ranked ones (same framework: "
+             "mofsieve.duplicates)")  # fmt: skip
+    if rows and n_keyless == len(rows):
+        log.warning("no framework keys (give --frameworks the graph folders; graphs featurized "
+                    "before mofsieve wrote frameworks-KKKKK.csv have none): duplicates are not "
+                    "grouped, duplicate_of is empty")  # fmt: skip
+    elif n_keyless:
+        log.warning(f"{n_keyless} of {len(rows)} ranked MOFs have no framework key "
+                    "(frameworks-KKKKK.csv missing): they are never grouped")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,6 +479,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(their checks fill ranked.csv's checks column)",
     )
     parser.add_argument(
+        "--frameworks",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="featurizer framework key CSVs, or folders holding frameworks-KKKKK.csv (MOFs that "
+        "are the same framework are flagged once; shards without one are not grouped)",
+    )
+    parser.add_argument(
+        "--flag-duplicates",
+        action="store_true",
+        help="flag every MOF by its own rank, duplicates too (duplicate_of is still filled)",
+    )
+    parser.add_argument(
         "--skip-checks",
         default=",".join(DEFAULT_SKIP_CHECKS),
         help="comma-separated checks whose MOFs are never flagged (default %(default)s; '' for "
@@ -453,6 +522,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_rank(
             skip_checks=skip_checks_argument(args.skip_checks),
+            frameworks=args.frameworks,
+            flag_duplicates=args.flag_duplicates,
             warnings=args.warnings,
             out_warnings=args.warnings_out or args.out_dir / "warnings.csv",
             manifest=args.manifest,
@@ -467,7 +538,7 @@ def run(args: argparse.Namespace) -> int:
             top_count=args.top_count,
             check_charges=not args.no_charge_check,
         )
-    except (RankError, InputError, FailureFileError, WarningFileError) as err:
+    except (RankError, InputError, FailureFileError, WarningFileError, FrameworkFileError) as err:
         log.error("%s", err)
         return 1
     return 0

@@ -29,6 +29,7 @@ rule rank:
     shell:
         "mofsieve rank --manifest {input.manifest:q} --predictions {input.predictions:q}"
         " {params.minus:q} --failures {input.graphs:q} --warnings {input.graphs:q}"
+        " --frameworks {input.graphs:q}"
         " --model {params.model:q} {params.flag:q} --skip-checks {params.skip_checks:q}"
         " --ranked {output.ranked:q} --flagged {output.flagged:q}"
         " --failures-out {output.failures:q} --warnings-out {output.warnings:q}"
