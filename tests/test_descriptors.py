@@ -20,6 +20,7 @@ from mofsieve.descriptors import (
     ACCURATE_ZEO,
     CHEAP_DESCRIPTORS,
     DESCRIPTORS,
+    ENERGY_DESCRIPTORS,
     FAST_DESCRIPTORS,
     FAST_GEOMETRY,
     FAST_ZEO,
@@ -135,7 +136,7 @@ def test_public_names() -> None:
     }
     assert set(DESCRIPTORS) == set(CHEAP_DESCRIPTORS) | set(ZEO_DESCRIPTORS) | set(
         GEOMETRIC_DESCRIPTORS
-    )
+    ) | set(ENERGY_DESCRIPTORS)
     assert FAST_DESCRIPTORS == CHEAP_DESCRIPTORS + GEOMETRIC_DESCRIPTORS
 
 

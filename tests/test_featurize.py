@@ -64,13 +64,17 @@ def test_every_broken_cif_is_recorded_and_the_rest_go_on(tmp_path, test_data):
     # kept structures' warnings beside the failures: one file per shard, merged; none here
     assert [read_csv(out / f"warnings-{k:05d}.csv") for k in range(3)] == [[], [], []]
     assert read_csv(out / "warnings.csv") == []
-    # a shard without its warnings file is not done: a rerun redoes it (and only it)
+    # every kept structure's framework key (mofsieve.duplicates), one file per shard
+    keyed = [r["mof_id"] for k in range(3) for r in read_csv(out / f"frameworks-{k:05d}.csv")]
+    assert sorted(keyed) == sorted(ids)
+    # a shard without its warnings or framework file is not done: a rerun redoes it (only it)
     (out / "warnings-00001.csv").unlink()
+    (out / "frameworks-00002.csv").unlink()
     stamp = {k: (out / f"shard-{k:05d}.h5").stat().st_mtime_ns for k in range(3)}
     assert main(["featurize", *folders, "--out", str(out), "--shard-size", "7", "--jobs", "1"]) == 0
-    assert (out / "warnings-00001.csv").is_file()
+    assert (out / "warnings-00001.csv").is_file() and (out / "frameworks-00002.csv").is_file()
     assert [(out / f"shard-{k:05d}.h5").stat().st_mtime_ns == stamp[k] for k in range(3)] == [
-        True, False, True,
+        True, False, False,
     ]  # fmt: skip
 
 
@@ -151,9 +155,11 @@ def test_hostile_file_names_flow_through_safely(tmp_path, test_data):
     assert row["mof_id"] == name[: -len(".cif")]
     with h5py.File(out / "shard-00000.h5") as h5:
         assert h5["ids"][0].decode() == row["mof_id"]
+    assert [k["mof_id"] for k in read_csv(out / "frameworks-00000.csv")] == [row["mof_id"]]
     assert sorted(p.name for p in out.iterdir()) == [
         "failures-00000.csv",
         "failures.csv",
+        "frameworks-00000.csv",
         "manifest.csv",
         "shard-00000.h5",
         "warnings-00000.csv",

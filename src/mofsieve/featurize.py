@@ -10,7 +10,9 @@ Three ways to run, all giving the same files:
 A CIF that cannot be used never stops a shard: it goes to ``failures-K.csv`` with the stage
 (read, parse, graph, descriptors) and a readable reason. A CIF that is kept but odd (a stray
 atom or molecule, an over-bonded carbon, partial occupancy read as full: :mod:`mofsieve.checks`)
-goes on into the shard and gets rows in ``warnings-K.csv``. Shards are written under a
+goes on into the shard and gets rows in ``warnings-K.csv``. Each kept CIF's framework key
+(formula, bond-graph hash, cell: :mod:`mofsieve.duplicates`) goes to ``frameworks-K.csv``, for
+``mofsieve rank`` to group the MOFs that are the same framework. Shards are written under a
 temporary name and renamed, so a killed job leaves nothing that looks complete.
 """
 
@@ -29,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mofsieve.checks import bond_checks
+from mofsieve.checks import bond_checks, find_bonds
+from mofsieve.duplicates import FrameworkKey, framework_key, write_framework_keys
 from mofsieve.failures import Failure, write_failures
 from mofsieve.failures import merge_failures as merge_failure_files
 from mofsieve.graphs import neighbour_graph
@@ -64,6 +67,7 @@ class ShardResult:
     graphs: list[CrystalGraph] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     warnings: list[WarningRecord] = field(default_factory=list)
+    frameworks: list[FrameworkKey] = field(default_factory=list)
 
 
 def shard_path(out_dir: Path, shard: int) -> Path:
@@ -78,6 +82,10 @@ def warnings_path(out_dir: Path, shard: int) -> Path:
     return out_dir / f"warnings-{shard:05d}.csv"
 
 
+def frameworks_path(out_dir: Path, shard: int) -> Path:
+    return out_dir / f"frameworks-{shard:05d}.csv"
+
+
 def featurize_cif(
     mof_id: str,
     source: str,
@@ -85,11 +93,14 @@ def featurize_cif(
     params: FeaturizationParams,
     limits: Limits = Limits(),
     checks: list[tuple[str, str]] | None = None,
+    frameworks: list[FrameworkKey] | None = None,
 ) -> CrystalGraph:
     """One CIF's bytes → its crystal graph; raises :class:`StructureError` when unusable.
 
     With a ``checks`` list, the structure checks run on the graph just built and their
-    findings (``(check, detail)``, :mod:`mofsieve.checks`) are appended to it.
+    findings (``(check, detail)``, :mod:`mofsieve.checks`) are appended to it; with a
+    ``frameworks`` list, the crystal's framework key (:mod:`mofsieve.duplicates`). Both read
+    the same bonds, found once.
     """
     crystal = parse_cif(
         data, max_atoms=limits.max_atoms, partial_occupancy=limits.partial_occupancy
@@ -107,10 +118,20 @@ def featurize_cif(
             f"(limit {limits.min_distance:g} Å): disorder or duplicated sites",
             stage="graph",
         )
-    if checks is not None:
-        checks.extend(crystal.notes)
-        checks.extend(bond_checks(crystal.atomic_number, crystal.charge, graph.src, graph.dst,
-                                  graph.dist, graph.image))  # fmt: skip
+    if checks is not None or frameworks is not None:
+        bonds = find_bonds(crystal.atomic_number, graph.src, graph.dst, graph.dist, graph.image)
+        if checks is not None:
+            checks.extend(crystal.notes)
+            checks.extend(bond_checks(crystal.atomic_number, crystal.charge, graph.src,
+                                      graph.dst, graph.dist, graph.image, bonds=bonds))  # fmt: skip
+        if frameworks is not None:
+            try:
+                frameworks.append(framework_key(mof_id, crystal.atomic_number,
+                                                crystal.frac_coords, crystal.lattice, bonds.a,
+                                                bonds.b))  # fmt: skip
+            except (ValueError, ArithmeticError, RuntimeError) as err:
+                # the key only groups duplicates: never lose a usable structure for it
+                log.warning("%s: no framework key (%s): never grouped as a duplicate", mof_id, err)
     global_features = None
     if params.global_feature_names:
         from mofsieve.descriptors import DescriptorError, compute_descriptors
@@ -121,6 +142,7 @@ def featurize_cif(
                 crystal.atomic_number,
                 crystal.frac_coords,
                 crystal.lattice,
+                charges=crystal.charge,  # only the charged energy descriptors use them
             )
         except DescriptorError as err:
             raise StructureError(str(err), stage="descriptors") from None
@@ -150,9 +172,13 @@ def featurize_cif(
     )
 
 
+# one CIF's graph, warnings and framework key (if any), or why it could not be used
+_Outcome = tuple[CrystalGraph, list[WarningRecord], FrameworkKey | None] | Failure
+
+
 def _featurize_task(
     task: tuple[ManifestRow, bytes | OSError, FeaturizationParams, Limits],
-) -> tuple[CrystalGraph, list[WarningRecord]] | Failure:
+) -> _Outcome:
     row, data, params, limits = task
     if isinstance(data, OSError):
         return Failure(row.mof_id, row.source, "read", f"cannot read: {data}")
@@ -160,8 +186,10 @@ def _featurize_task(
         return Failure(row.mof_id, row.source, "read", "file changed since the manifest was made")
     try:
         found: list[tuple[str, str]] = []
-        graph = featurize_cif(row.mof_id, row.source, data, params, limits, checks=found)
-        return graph, [WarningRecord(row.mof_id, row.source, c, d) for c, d in found]
+        key: list[FrameworkKey] = []
+        graph = featurize_cif(row.mof_id, row.source, data, params, limits, found, key)
+        warned = [WarningRecord(row.mof_id, row.source, c, d) for c, d in found]
+        return graph, warned, key[0] if key else None
     except StructureError as err:
         return Failure(row.mof_id, row.source, err.stage, err.reason)
     except Exception as err:  # noqa: BLE001 - one odd file must not sink a shard of thousands
@@ -185,7 +213,7 @@ def featurize_rows(
         bar = tqdm(total=len(rows), unit="cif", file=sys.stderr)
     if jobs > 1:
         with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            outcomes: Iterable[tuple[CrystalGraph, list[WarningRecord]] | Failure] = list(
+            outcomes: Iterable[_Outcome] = list(
                 _tick(pool.imap(_featurize_task, tasks, chunksize=8), bar)
             )
     else:
@@ -198,6 +226,8 @@ def featurize_rows(
         else:
             result.graphs.append(outcome[0])
             result.warnings.extend(outcome[1])
+            if outcome[2] is not None:
+                result.frameworks.append(outcome[2])
     return result
 
 
@@ -217,8 +247,8 @@ def featurize_shard(
     jobs: int = 1,
     progress: bool = False,
 ) -> ShardResult:
-    """Featurize the manifest rows of one shard into ``shard-K.h5``, ``failures-K.csv`` and
-    ``warnings-K.csv``."""
+    """Featurize the manifest rows of one shard into ``shard-K.h5``, ``failures-K.csv``,
+    ``warnings-K.csv`` and ``frameworks-K.csv``."""
     mine = [r for r in rows if r.shard == shard]
     if not mine:
         raise InputError(f"shard {shard} is not in the manifest (shards 0–{rows[-1].shard})")
@@ -228,6 +258,7 @@ def featurize_shard(
     # Failures first: the shard file is the one a restart or Snakemake takes as "done".
     write_failures(result.failures, failures_path(out_dir, shard))
     write_warnings(result.warnings, warnings_path(out_dir, shard))
+    write_framework_keys(result.frameworks, frameworks_path(out_dir, shard))
     write_shard(shard_path(out_dir, shard), result.graphs, params)
     elapsed = time.perf_counter() - start
     log.info(
@@ -244,7 +275,11 @@ def featurize_shard(
 
 def shard_is_done(out_dir: Path, shard: int, params: FeaturizationParams) -> bool:
     path = shard_path(out_dir, shard)
-    side_files = (failures_path(out_dir, shard), warnings_path(out_dir, shard))
+    side_files = (
+        failures_path(out_dir, shard),
+        warnings_path(out_dir, shard),
+        frameworks_path(out_dir, shard),
+    )
     if not (path.is_file() and all(p.is_file() for p in side_files)):
         return False
     try:
@@ -345,9 +380,23 @@ def featurization_from_arguments(args: argparse.Namespace) -> FeaturizationParam
     return FeaturizationParams(
         cutoff=default.cutoff if args.cutoff is None else args.cutoff,
         max_neighbors=default.max_neighbors if args.max_neighbors is None else args.max_neighbors,
-        global_feature_names=tuple(n for n in (args.global_features or "").split(",") if n),
+        global_feature_names=_global_features_argument(args.global_features),
         columns=_columns_argument(args.columns),
     )
+
+
+def _global_features_argument(text: str | None) -> tuple[str, ...]:
+    """The names of ``--global-features``, checked here: a typo is one clear error, not a
+    failure per CIF."""
+    from mofsieve.descriptors import DESCRIPTORS
+
+    names = tuple(n for n in (text or "").split(",") if n)
+    unknown = [n for n in names if n not in DESCRIPTORS]
+    if unknown:
+        raise InputError(
+            f"--global-features: unknown descriptor(s) {unknown}; valid: {', '.join(DESCRIPTORS)}"
+        )
+    return names
 
 
 def _columns_argument(text: str | None) -> tuple[str, ...]:

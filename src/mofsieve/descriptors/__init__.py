@@ -12,6 +12,12 @@ to one module per kind of descriptor):
   be built (:mod:`~mofsieve.descriptors.geometric_numpy`); the same numbers either way.
 - :mod:`mofsieve.descriptors.zeo`: the Zeo++ pore descriptors, from Zeo++ through the PyPI
   package ``pyzeo`` in a forked, time-limited child process (0.1–60 s per CIF).
+- :mod:`mofsieve.descriptors.energy_grid`: force-field descriptors, the Lennard-Jones energy
+  landscape of a TraPPE CO2 in the cell with the labels' UFF parameters (Henry coefficient,
+  Boltzmann-weighted and lowest energy, an energy histogram), and the same with the
+  framework's partial charges where every atom has one; a few ms per CIF in compiled loops
+  (:mod:`~mofsieve.descriptors.energy_native`). Only computed when named: no shipped model
+  uses them.
 """
 
 from __future__ import annotations
@@ -27,6 +33,12 @@ from mofsieve.descriptors.cell import (
     cell_descriptors,
     cell_volume,
     density,
+)
+from mofsieve.descriptors.energy_grid import (
+    DEFAULT_ENERGY,
+    ENERGY_DESCRIPTORS,
+    EnergySettings,
+    energy_descriptors,
 )
 from mofsieve.descriptors.geometric import (
     FAST_GEOMETRY,
@@ -45,26 +57,32 @@ from mofsieve.descriptors.zeo import (
 __all__ = [
     "ACCURATE_ZEO",
     "CHEAP_DESCRIPTORS",
+    "DEFAULT_ENERGY",
     "DESCRIPTORS",
+    "ENERGY_DESCRIPTORS",
     "FAST_DESCRIPTORS",
     "FAST_GEOMETRY",
     "FAST_ZEO",
     "GEOMETRIC_DESCRIPTORS",
     "ZEO_DESCRIPTORS",
     "DescriptorError",
+    "EnergySettings",
     "GeometricSettings",
     "ZeoSettings",
     "cell_descriptors",
     "cell_volume",
     "compute_descriptors",
     "density",
+    "energy_descriptors",
     "geometric_descriptors",
     "zeo_descriptors",
 ]
 
 # The featurizer's default pore set: no Zeo++, a few ms per CIF (see descriptors.geometric).
 FAST_DESCRIPTORS: tuple[str, ...] = CHEAP_DESCRIPTORS + GEOMETRIC_DESCRIPTORS
-DESCRIPTORS: tuple[str, ...] = CHEAP_DESCRIPTORS + ZEO_DESCRIPTORS + GEOMETRIC_DESCRIPTORS
+DESCRIPTORS: tuple[str, ...] = (
+    CHEAP_DESCRIPTORS + ZEO_DESCRIPTORS + GEOMETRIC_DESCRIPTORS + ENERGY_DESCRIPTORS
+)
 
 
 def compute_descriptors(
@@ -75,11 +93,15 @@ def compute_descriptors(
     *,
     zeo_settings: ZeoSettings = FAST_ZEO,
     geometric_settings: GeometricSettings = FAST_GEOMETRY,
+    energy_settings: EnergySettings = DEFAULT_ENERGY,
+    charges: np.ndarray | None = None,
 ) -> np.ndarray:
     """The named descriptors of one crystal, float32, in the order of ``names``.
 
-    ``lattice`` holds the cell vectors as rows (Å). Raises ``ValueError`` for unknown names
-    and :class:`DescriptorError` (a ``ValueError``) when the structure cannot be described.
+    ``lattice`` holds the cell vectors as rows (Å); ``charges``, the atoms' partial charges
+    (e, NaN where unknown), are used only by the charged energy descriptors, which are NaN
+    without a charge for every atom. Raises ``ValueError`` for unknown names and
+    :class:`DescriptorError` (a ``ValueError``) when the structure cannot be described.
     """
     names = list(names)
     unknown = [name for name in names if name not in DESCRIPTORS]
@@ -105,4 +127,8 @@ def compute_descriptors(
             values["surface_area_m2_g_geometric"] = (
                 values["surface_area_m2_cm3_geometric"] / values["density"]
             )
+    wanted = frozenset(names) & frozenset(ENERGY_DESCRIPTORS)
+    if wanted:
+        values.update(energy_descriptors(numbers, frac, cell, wanted, energy_settings,
+                                         density=values["density"], charges=charges))  # fmt: skip
     return np.array([values[name] for name in names], dtype=np.float32)
