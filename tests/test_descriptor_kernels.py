@@ -180,20 +180,31 @@ def test_switch_turns_the_kernels_off(monkeypatch) -> None:
 def fresh_load(monkeypatch, tmp_path):
     """An empty kernel cache and no library loaded yet; the real ones come back after."""
     monkeypatch.setenv("MOFSIEVE_KERNEL_CACHE", str(tmp_path))
-    native._load.cache_clear()
+    native.LIBRARY.forget()
     yield tmp_path
-    native._load.cache_clear()
+    native.LIBRARY.forget()
 
 
-def test_failed_build_falls_back_to_numpy_with_one_warning(fresh_load, monkeypatch, caplog):
-    monkeypatch.setenv("CXX", "no-such-compiler-here")
+@pytest.mark.parametrize(
+    ("compiler", "said"),
+    [
+        ("no-such-compiler-here", "no-such-compiler-here"),  # none on PATH
+        ("false", "returned non-zero exit status 1"),  # one that runs and fails
+    ],
+)
+def test_failed_build_falls_back_to_numpy_with_one_warning(
+    fresh_load, monkeypatch, caplog, compiler, said
+):
+    if compiler == "false" and shutil.which("false") is None:
+        pytest.skip("no `false` command on this machine")
+    monkeypatch.setenv("CXX", compiler)
     with caplog.at_level(logging.WARNING, logger=native.__name__):
         first = compute_descriptors(GEOMETRIC_DESCRIPTORS, *_fcc_copper())
         again = compute_descriptors(GEOMETRIC_DESCRIPTORS, *_fcc_copper())
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "numpy computes them instead" in warnings[0]
-    assert "no-such-compiler-here" in warnings[0]
+    assert said in warnings[0]
     with native.switched_off():
         reference = compute_descriptors(GEOMETRIC_DESCRIPTORS, *_fcc_copper())
     np.testing.assert_array_equal(first, reference)
@@ -206,12 +217,12 @@ def test_build_lands_in_the_cache_and_is_reused(kernels, fresh_load, monkeypatch
     assert native.kernels() is not None
     built = list(fresh_load.glob("mofsieve_geometric_*.so"))
     assert len(built) == 1 and not list(fresh_load.glob(".build-*"))
-    native._load.cache_clear()
+    native.LIBRARY.forget()
 
     def no_build(*args):
         raise AssertionError("rebuilt although the cache holds the library")
 
-    monkeypatch.setattr(native, "_build", no_build)
+    monkeypatch.setattr(native.LIBRARY, "build_in", no_build)
     assert native.kernels() is not None
 
 

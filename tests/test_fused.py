@@ -213,9 +213,9 @@ def test_a_neighbour_outside_the_batch_is_an_error_not_a_crash(kernels):
 def fresh_load(monkeypatch, tmp_path):
     """kernels() as in a new process, with its cache in tmp_path."""
     monkeypatch.setenv(fused.CACHE, str(tmp_path))
-    fused._load.cache_clear()
+    fused.LIBRARY.forget()
     yield tmp_path
-    fused._load.cache_clear()
+    fused.LIBRARY.forget()
 
 
 def test_a_failed_build_falls_back_to_pytorch_and_leaves_nothing(
@@ -241,8 +241,8 @@ def test_a_failed_build_falls_back_to_pytorch_and_leaves_nothing(
 
 
 def test_a_built_library_is_reused_without_a_compiler(kernels, tmp_path, monkeypatch, request):
-    name, _ = fused._build_spec()
-    shutil.copy(fused.cache_dir() / f"{name}.so", tmp_path / f"{name}.so")  # built by `kernels`
+    built = fused.LIBRARY.path(fused.LIBRARY.spec())
+    shutil.copy(built, tmp_path / built.name)  # built by `kernels`
     request.getfixturevalue("fresh_load")  # from here: a new process's view, cache in tmp_path
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))  # a build would fail
     module = fused.kernels()
@@ -314,4 +314,4 @@ def test_the_avx2_build_gives_the_same_numbers(kernels, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "same numbers" in done.stdout
     (library,) = tmp_path.iterdir()  # one library, not the AVX-512 one
-    assert library.suffix == ".so" and library.stem != fused._build_spec()[0]
+    assert library.suffix == ".so" and library.stem != fused.LIBRARY.spec().name

@@ -29,40 +29,13 @@
 #include <numeric>
 #include <vector>
 
+#include "geometric_cells.h"  // Lattice, make_lattice
+
 namespace {
 
 constexpr int kMaxSites = 8;  // sites of the molecule (energy_native.MAX_SITES)
 // e²/(4πε₀ k_B · 1 Å) in K: 1 e² / (4πε₀ · 1 Å) = 1389.3546 kJ/mol = 167101.0 K · k_B
 constexpr double kCoulombK = 167101.0;
-
-struct Lattice {
-  double row[3][3];  // cell vectors as rows (Å)
-  double inv[3][3];  // fractional = cartesian @ inv
-  double recip[3];   // |column i of inv|: moving 1 Å changes fraction i by at most this
-};
-
-Lattice make_lattice(const double* cell) {
-  Lattice lat{};
-  for (int i = 0; i < 3; ++i)
-    for (int k = 0; k < 3; ++k) lat.row[i][k] = cell[3 * i + k];
-  const auto& m = lat.row;
-  const double det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
-                     m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
-                     m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-  lat.inv[0][0] = (m[1][1] * m[2][2] - m[1][2] * m[2][1]) / det;
-  lat.inv[0][1] = (m[0][2] * m[2][1] - m[0][1] * m[2][2]) / det;
-  lat.inv[0][2] = (m[0][1] * m[1][2] - m[0][2] * m[1][1]) / det;
-  lat.inv[1][0] = (m[1][2] * m[2][0] - m[1][0] * m[2][2]) / det;
-  lat.inv[1][1] = (m[0][0] * m[2][2] - m[0][2] * m[2][0]) / det;
-  lat.inv[1][2] = (m[0][2] * m[1][0] - m[0][0] * m[1][2]) / det;
-  lat.inv[2][0] = (m[1][0] * m[2][1] - m[1][1] * m[2][0]) / det;
-  lat.inv[2][1] = (m[0][1] * m[2][0] - m[0][0] * m[2][1]) / det;
-  lat.inv[2][2] = (m[0][0] * m[1][1] - m[0][1] * m[1][0]) / det;
-  for (int i = 0; i < 3; ++i)
-    lat.recip[i] = std::sqrt(lat.inv[0][i] * lat.inv[0][i] + lat.inv[1][i] * lat.inv[1][i] +
-                             lat.inv[2][i] * lat.inv[2][i]);
-  return lat;
-}
 
 inline void to_fractional(const Lattice& lat, const double* x, double* f) {
   for (int i = 0; i < 3; ++i)

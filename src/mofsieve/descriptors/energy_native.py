@@ -4,52 +4,32 @@
 implementation otherwise: the same energies to ~1e-5 relative (single-precision pair sums
 here), over 1000 times faster (a few ms per CoRE MOF instead of seconds).
 
-Built like :mod:`mofsieve.descriptors.native`: plain C++ with a C interface, loaded with
-:mod:`ctypes`, compiled the first time it is needed with ``$CXX`` (else ``c++``) into the
-kernel cache (``$MOFSIEVE_KERNEL_CACHE``, default ``~/.cache/mofsieve``) under a name that
-changes with the source and the flags, in a private folder renamed into place. Without a
-compiler, or with ``MOFSIEVE_ENERGY_KERNELS=0``, numpy computes the energies (said once in
-the log).
+Built like :mod:`mofsieve.descriptors.native`, by :mod:`mofsieve.native_build`: plain C++ with
+a C interface (it shares the lattice of ``geometric_cells.h``), loaded with :mod:`ctypes`,
+compiled the first time it is needed with ``$CXX`` (else ``c++``) into the kernel cache
+(``$MOFSIEVE_KERNEL_CACHE``, default ``~/.cache/mofsieve``) under a name that changes with the
+sources and the flags, in a private folder renamed into place. Without a compiler, or with
+``MOFSIEVE_ENERGY_KERNELS=0``, numpy computes the energies (said once in the log).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import functools
-import hashlib
 import logging
-import os
-import shlex
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from mofsieve.descriptors.native import _x86_with_avx2_fma
-
-log = logging.getLogger(__name__)
+from mofsieve.native_build import CtypesLibrary
 
 SOURCE = Path(__file__).with_name("energy_kernels.cpp")
+HEADER = SOURCE.with_name("geometric_cells.h")  # included by SOURCE (the lattice)
 SWITCH = "MOFSIEVE_ENERGY_KERNELS"
 MAX_SITES = 8  # the kernel's fixed per-molecule buffer
 # -fopenmp-simd: the pair loops' ``omp simd reduction`` vectorises without -ffast-math (no
 # OpenMP runtime, no threads); -fno-trapping-math lets it blend the pairs past the cutoff
 # out instead of branching (no floating-point exception is ever trapped here).
-_FLAGS = [
-    "-O3",
-    "-std=c++17",
-    "-fopenmp-simd",
-    "-fno-math-errno",
-    "-fno-trapping-math",
-    "-shared",
-    "-fPIC",
-]
-_X86_VECTOR_FLAGS = ["-mavx2", "-mfma"]
-_BUILD_TIMEOUT_S = 300.0
+_FLAGS = ["-O3", "-std=c++17", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math"]
 
 _ADDRESS = ctypes.c_void_p
 _SIGNATURE = [
@@ -75,73 +55,25 @@ _SIGNATURE = [
 ]
 
 
-def _build_spec() -> tuple[str, list[str]]:
-    flags = _FLAGS + (_X86_VECTOR_FLAGS if _x86_with_avx2_fma() else [])
-    digest = hashlib.sha256(SOURCE.read_bytes())
-    digest.update(" ".join(flags).encode())
-    return f"mofsieve_energy_{digest.hexdigest()[:16]}.so", flags
+LIBRARY = CtypesLibrary(
+    "mofsieve_energy",
+    flags=_FLAGS,
+    symbols={"mofsieve_energy_grid": (_SIGNATURE, ctypes.c_int)},
+    sources=[SOURCE],
+    headers=[HEADER],
+    switch=SWITCH,
+    subject="energy-grid kernel",
+    fallback="numpy computes the energies instead (same numbers to ~1e-5, over 1000x slower)",
+    logger=logging.getLogger(__name__),
+)
 
-
-def _build(target: Path, flags: list[str]) -> None:
-    compiler = shlex.split(os.environ.get("CXX") or "c++")
-    if not compiler or shutil.which(compiler[0]) is None:
-        raise OSError(f"no C++ compiler ({os.environ.get('CXX') or 'c++'!r}) on PATH")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    log.info("building the energy-grid kernel (once per machine) into %s", target)
-    with tempfile.TemporaryDirectory(prefix=".build-", dir=target.parent) as build_dir:
-        built = Path(build_dir) / target.name
-        subprocess.run(
-            [*compiler, *flags, "-o", str(built), str(SOURCE)],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=_BUILD_TIMEOUT_S,
-        )
-        os.replace(built, target)
-
-
-@functools.cache
-def _load() -> ctypes.CDLL | None:
-    from mofsieve.fused import cache_dir
-
-    try:
-        name, flags = _build_spec()  # OSError too when the source was not installed
-        target = cache_dir() / name
-        if not target.is_file():
-            _build(target, flags)
-        library = ctypes.CDLL(str(target))
-        library.mofsieve_energy_grid.argtypes = _SIGNATURE
-        library.mofsieve_energy_grid.restype = ctypes.c_int
-        return library
-    except (OSError, AttributeError, subprocess.SubprocessError) as err:
-        detail = getattr(err, "stderr", None) or str(err)
-        log.warning(
-            "energy-grid kernel unavailable, numpy computes the energies instead (same "
-            "numbers to ~1e-5, over 1000x slower): %s",
-            detail.strip().splitlines()[-1] if detail.strip() else type(err).__name__,
-        )
-        return None
-
-
-_switched_off = False
-
-
-@contextlib.contextmanager
-def switched_off() -> Iterator[None]:
-    """Compute with the numpy implementation inside this block (tests and benchmarks)."""
-    global _switched_off
-    before, _switched_off = _switched_off, True
-    try:
-        yield
-    finally:
-        _switched_off = before
+# Compute with the numpy implementation inside this block (tests and benchmarks).
+switched_off = LIBRARY.switched_off
 
 
 def kernel() -> ctypes.CDLL | None:
     """The compiled kernel, or None: switched off, or the build failed (logged once)."""
-    if _switched_off or os.environ.get(SWITCH, "1") == "0":
-        return None
-    return _load()
+    return LIBRARY.get()
 
 
 def _c_array(array: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
-// Periodic neighbour structures for geometric_kernels.cpp (the only file that includes
-// this one): the lattice, a cell list of atoms queried by radius (CellList), and atom
-// spheres registered in the bins they touch (SphereGrid). See geometric_kernels.cpp for the
-// floating-point rules they follow.
+// Periodic neighbour structures for geometric_kernels.cpp: the lattice, a cell list of atoms
+// queried by radius (CellList), and atom spheres registered in the bins they touch
+// (SphereGrid). See geometric_kernels.cpp for the floating-point rules they follow there.
+// energy_kernels.cpp includes it too, for the lattice only (compiled with its own flags).
 
 #pragma once
 

@@ -8,8 +8,8 @@ ten times faster.
 
 The source is plain C++ with a C interface, loaded with :mod:`ctypes` (no torch, no Python
 headers), built the first time it is needed with the machine's C++ compiler (``$CXX``, else
-``c++``; a few seconds) into the kernel cache that :mod:`mofsieve.fused` uses
-(``$MOFSIEVE_KERNEL_CACHE``, default ``~/.cache/mofsieve``), under a name that changes with the
+``c++``; a few seconds) by :mod:`mofsieve.native_build`, into the kernel cache
+(``$MOFSIEVE_KERNEL_CACHE``, default ``~/.cache/mofsieve``) under a name that changes with the
 source and the flags. On x86-64 CPUs with AVX2 and FMA it is built for them (vectorised
 surface tests, inline fused multiply-adds); elsewhere for the baseline, same numbers. Each
 process builds in a private folder and renames the result into place, so jobs that start
@@ -19,32 +19,20 @@ together never wait on each other. Without a compiler, or with
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import functools
-import hashlib
 import logging
-import os
-import platform
-import shlex
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from mofsieve.native_build import CtypesLibrary
 
 SOURCE = Path(__file__).with_name("geometric_kernels.cpp")
 HEADER = SOURCE.with_name("geometric_cells.h")  # included by SOURCE
 SWITCH = "MOFSIEVE_GEOMETRIC_KERNELS"
 # -ffp-contract=off: every a * b + c in the source rounds twice, as numpy's element-wise
 # operations do (the fused multiply-adds it wants are written out with std::fma).
-_FLAGS = ["-O3", "-std=c++17", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC"]
-_X86_VECTOR_FLAGS = ["-mavx2", "-mfma"]
-_BUILD_TIMEOUT_S = 300.0
+_FLAGS = ["-O3", "-std=c++17", "-ffp-contract=off", "-fno-math-errno"]
 
 # Arrays go in as the addresses of C-contiguous buffers of the right type (see geometric()).
 _ADDRESS = ctypes.c_void_p
@@ -73,93 +61,25 @@ _SIGNATURE = [
 ]
 
 
-def _cache_dir() -> Path:
-    from mofsieve.fused import cache_dir
+LIBRARY = CtypesLibrary(
+    "mofsieve_geometric",
+    flags=_FLAGS,
+    symbols={"mofsieve_geometric": (_SIGNATURE, ctypes.c_int)},
+    sources=[SOURCE],
+    headers=[HEADER],
+    switch=SWITCH,
+    subject="geometric descriptor kernels",
+    fallback="numpy computes them instead (same numbers, slower)",
+    logger=logging.getLogger(__name__),
+)
 
-    return cache_dir()
-
-
-def _x86_with_avx2_fma() -> bool:
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
-    return {"avx2", "fma"} <= set(flags.split())
-
-
-def _build_spec() -> tuple[str, list[str]]:
-    """(library file name, compiler flags) for this CPU."""
-    flags = _FLAGS + (_X86_VECTOR_FLAGS if _x86_with_avx2_fma() else [])
-    digest = hashlib.sha256(SOURCE.read_bytes())
-    digest.update(HEADER.read_bytes())
-    digest.update(" ".join(flags).encode())
-    return f"mofsieve_geometric_{digest.hexdigest()[:16]}.so", flags
-
-
-def _build(target: Path, flags: list[str]) -> None:
-    compiler = shlex.split(os.environ.get("CXX") or "c++")
-    if not compiler or shutil.which(compiler[0]) is None:
-        raise OSError(f"no C++ compiler ({os.environ.get('CXX') or 'c++'!r}) on PATH")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    log.info("building the geometric descriptor kernels (once per machine) into %s", target)
-    with tempfile.TemporaryDirectory(prefix=".build-", dir=target.parent) as build_dir:
-        built = Path(build_dir) / target.name
-        subprocess.run(
-            [*compiler, *flags, "-o", str(built), str(SOURCE)],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=_BUILD_TIMEOUT_S,
-        )
-        os.replace(built, target)
-
-
-def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
-    library.mofsieve_geometric.argtypes = _SIGNATURE
-    library.mofsieve_geometric.restype = ctypes.c_int
-    return library
-
-
-@functools.cache
-def _load() -> ctypes.CDLL | None:
-    name, flags = _build_spec()
-    target = _cache_dir() / name
-    try:
-        if not target.is_file():
-            _build(target, flags)
-        return _bind(ctypes.CDLL(str(target)))
-    except (OSError, AttributeError, subprocess.SubprocessError) as err:
-        detail = getattr(err, "stderr", None) or str(err)
-        log.warning(
-            "geometric descriptor kernels unavailable, numpy computes them instead (same "
-            "numbers, slower): %s",
-            detail.strip().splitlines()[-1] if detail.strip() else type(err).__name__,
-        )
-        return None
-
-
-_switched_off = False
-
-
-@contextlib.contextmanager
-def switched_off() -> Iterator[None]:
-    """Compute with the numpy implementation inside this block (tests and benchmarks)."""
-    global _switched_off
-    before, _switched_off = _switched_off, True
-    try:
-        yield
-    finally:
-        _switched_off = before
+# Compute with the numpy implementation inside this block (tests and benchmarks).
+switched_off = LIBRARY.switched_off
 
 
 def kernels() -> ctypes.CDLL | None:
     """The compiled kernels, or None: switched off, or the build failed (logged once)."""
-    if _switched_off or os.environ.get(SWITCH, "1") == "0":
-        return None
-    return _load()
+    return LIBRARY.get()
 
 
 def _buffer(array: np.ndarray, dtype: type[np.generic]) -> np.ndarray:
