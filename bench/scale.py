@@ -124,6 +124,8 @@ def main() -> int:
         f"shard_size: {args.shard_size}\ntarget: {{pressure: 0.15}}\n"
         f'models: {{"0.15": {args.model}}}\nflag: {{top_fraction: 0.05}}\ndevice: cpu\n'
         "featurize: {threads: 1}\npredict: {threads: 1}\n"
+        # the screen itself: GCMC of the picks (config.yaml's gcmc.simulate) is timed apart
+        "gcmc: {simulate: {top: 0}}\n"
     )
     snakemake = [sys.executable, "-m", "snakemake", "--cores", str(args.cores),
                  "--configfile", str(config), "--rerun-incomplete", "--quiet", "all"]  # fmt: skip
