@@ -175,3 +175,27 @@ def test_manifest_rows_are_read_with_the_same_reader(tmp_path: Path) -> None:
     got = list(read_sources(rows))
     assert [row for row, _ in got] == rows
     assert got[0][1] == b"data_X\n" and isinstance(got[1][1], FileNotFoundError)
+
+
+def test_a_job_reads_only_the_rows_of_its_shards(tmp_path: Path, test_data: Path) -> None:
+    """A featurize job of a few shards keeps its own rows, not the whole manifest."""
+    rows = build_manifest([str(test_data / "good")], shard_size=2)
+    path = tmp_path / "manifest.csv"
+    write_manifest(rows, path)
+    assert {r.shard for r in rows} == {0, 1, 2}
+    assert read_manifest(path, [2, 0]) == [r for r in rows if r.shard in (0, 2)]
+    assert read_manifest(path, [7]) == []
+    assert read_manifest(path, None) == rows
+
+
+def test_featurize_of_a_shard_not_in_the_manifest_says_so(
+    tmp_path: Path, test_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mofsieve.cli import main
+
+    path = tmp_path / "m.csv"
+    write_manifest(build_manifest([str(test_data / "good")], 2), path)
+    out = tmp_path / "graphs"
+    assert main(["featurize", "--manifest", str(path), "--shard", "7", "--out", str(out)]) == 2
+    assert "shard 7 is not in the manifest" in caplog.text
+    assert not (out / "shard-00007.h5").exists()

@@ -251,7 +251,7 @@ def featurize_shard(
     ``warnings-K.csv`` and ``frameworks-K.csv``."""
     mine = [r for r in rows if r.shard == shard]
     if not mine:
-        raise InputError(f"shard {shard} is not in the manifest (shards 0–{rows[-1].shard})")
+        raise InputError(f"shard {shard} is not in the manifest (no CIF of it listed)")
     start = time.perf_counter()
     result = featurize_rows(mine, params, limits, jobs, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -435,7 +435,7 @@ def run(args: argparse.Namespace) -> int:
     except InputError as err:
         log.error("%s", err)
         return 2
-    n_shards = rows[-1].shard + 1
+    n_shards = rows[-1].shard + 1 if rows else 0
     shards = args.shard if args.shard is not None else list(range(n_shards))
     mine = shards[rank::size]
     progress = sys.stderr.isatty() and size == 1
@@ -461,7 +461,7 @@ def _manifest_rows(args: argparse.Namespace, rank: int, comm) -> list[ManifestRo
     if args.inputs and args.manifest:
         raise InputError("give either INPUT… or --manifest, not both")
     if args.manifest:
-        return read_manifest(args.manifest)
+        return read_manifest(args.manifest, args.shard)
     if not args.inputs:
         raise InputError("nothing to featurize: give INPUT… or --manifest")
     if args.shard is not None:

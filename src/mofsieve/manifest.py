@@ -21,7 +21,7 @@ import hashlib
 import logging
 import os
 import tarfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,18 +205,27 @@ def _integer(path: str | os.PathLike[str], line: int, row: dict[str, str], colum
         ) from None
 
 
-def read_manifest(path: str | os.PathLike[str]) -> list[ManifestRow]:
-    """Every row of a manifest, in order; ``InputError`` naming the file if it is not one."""
-    return [
-        ManifestRow(
-            row["mof_id"],
-            row["source"],
-            row["sha1"],
-            _integer(path, line, row, "n_bytes"),
-            _integer(path, line, row, "shard"),
-        )
-        for line, row in _manifest_records(path)
-    ]
+def read_manifest(
+    path: str | os.PathLike[str], shards: Collection[int] | None = None
+) -> list[ManifestRow]:
+    """The rows of a manifest, in order (only those of ``shards`` when given: a job of a few
+    shards then holds its own rows, not a 10⁵-row manifest); ``InputError`` naming the file
+    if it is not one."""
+    wanted = None if shards is None else set(shards)
+    rows = []
+    for line, row in _manifest_records(path):
+        shard = _integer(path, line, row, "shard")
+        if wanted is None or shard in wanted:
+            rows.append(
+                ManifestRow(
+                    row["mof_id"],
+                    row["source"],
+                    row["sha1"],
+                    _integer(path, line, row, "n_bytes"),
+                    shard,
+                )
+            )
+    return rows
 
 
 def shard_count(path: str | os.PathLike[str]) -> int:
