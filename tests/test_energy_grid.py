@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,23 +49,10 @@ def _implementations() -> list[str]:
     return ["numpy", "compiled"]
 
 
-def energies(
-    implementation: str,
-    numbers: np.ndarray,
-    frac: np.ndarray,
-    cell: np.ndarray,
-    points: np.ndarray,
-    axes: np.ndarray,
-    offsets: np.ndarray,
-    site_eps: np.ndarray,
-    site_sigma: np.ndarray,
-    cutoff: float = CUTOFF,
-    cap: float = CAP,
-    **kernel: float,
-) -> np.ndarray:
-    """The molecule's Lennard-Jones energies (K) at Cartesian ``points``."""
-    return both(implementation, numbers, frac, cell, points, axes, offsets, site_eps,
-                site_sigma, cutoff=cutoff, cap=cap, **kernel)[0]  # fmt: skip
+def energies(*args: Any, **kwargs: Any) -> np.ndarray:
+    """The molecule's Lennard-Jones energies (K) at Cartesian ``points`` (arguments of
+    :func:`both`)."""
+    return both(*args, **kwargs)[0]
 
 
 def both(

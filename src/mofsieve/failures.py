@@ -8,13 +8,13 @@ reader and writer of that format.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from mofsieve.atomic import write_csv_atomic
+from mofsieve.record_files import read_record_file
 
 FAILURE_COLUMNS = ("mof_id", "source", "stage", "reason")
 
@@ -43,14 +43,7 @@ def read_failures(path: str | os.PathLike[str]) -> list[Failure]:
 
     Extra columns are ignored.
     """
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in FAILURE_COLUMNS if c not in (reader.fieldnames or ())]
-        if missing:
-            raise FailureFileError(
-                f"{path} is not a mofsieve failure file (missing columns {missing})"
-            )
-        return [Failure(*(row[c] for c in FAILURE_COLUMNS)) for row in reader]
+    return read_record_file(path, FAILURE_COLUMNS, Failure, FailureFileError, "failure")
 
 
 def merge_failures(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> Path:

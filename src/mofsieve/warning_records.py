@@ -11,13 +11,13 @@ one file per shard (``warnings-KKKKK.csv``) beside its failures and merges them 
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from mofsieve.atomic import write_csv_atomic
+from mofsieve.record_files import read_record_file
 
 WARNING_COLUMNS = ("mof_id", "source", "check", "detail")
 
@@ -68,14 +68,7 @@ def read_warnings(path: str | os.PathLike[str]) -> list[WarningRecord]:
 
     Extra columns are ignored.
     """
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in WARNING_COLUMNS if c not in (reader.fieldnames or ())]
-        if missing:
-            raise WarningFileError(
-                f"{path} is not a mofsieve warning file (missing columns {missing})"
-            )
-        return [WarningRecord(*(row[c] for c in WARNING_COLUMNS)) for row in reader]
+    return read_record_file(path, WARNING_COLUMNS, WarningRecord, WarningFileError, "warning")
 
 
 def merge_warnings(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> Path:
