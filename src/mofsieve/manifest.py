@@ -111,11 +111,18 @@ def iter_archive(archive: Path, members: set[str] | None = None) -> Iterator[tup
     uncompressed ``.tar`` is then read with seeks over the other members' data; a compressed
     one has to be decompressed from its start (so for 10⁵+ CIFs, plain ``.tar`` archives or
     several smaller archives make shard jobs cheaper).
+
+    Holds one member header at a time, however deep in the archive the wanted members lie.
     """
     wanted = None if members is None else set(members)
     seekable = wanted is not None and str(archive).lower().endswith(".tar")
     with tarfile.open(archive, mode="r:" if seekable else "r|*") as tar:
-        for member in tar:
+        while (member := tar.next()) is not None:
+            # tarfile appends every header it reads to tar.members; a shard job deep in a
+            # 12,500-member archive (a 10⁵-CIF screen) would hold all the headers before
+            # its own members, so its memory would grow with the screen. None is needed
+            # again: a member is read right after its header.
+            tar.members.clear()
             if not member.isfile() or not is_cif(member.name):
                 continue
             if wanted is not None and member.name not in wanted:
