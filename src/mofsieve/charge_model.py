@@ -121,8 +121,12 @@ class ChargeModel:
         digest = hashlib.sha1((model_dir / spec.weights).read_bytes()).hexdigest()[:8]
         self.name = f"model:{model_dir.name}-{digest}"
 
-    def predict(self, crystal: Crystal) -> np.ndarray:
-        """Charges (n_atoms,) float64 in e, finite, summing to 0 (to ~1e-6 e)."""
+    def predict(
+        self, crystal: Crystal, edges: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Charges (n_atoms,) float64 in e, finite, summing to 0 (to ~1e-6 e). ``edges``: the
+        crystal's ``crystal_edges`` at the spec's cutoff and max_neighbors, if the caller has
+        them already (the featurizer's graph), else they are built here."""
         import torch
 
         from mofsieve.charge_net import crystal_edges
@@ -138,9 +142,11 @@ class ChargeModel:
 
             names = ", ".join(chemical_symbols[int(e)] for e in unseen)
             raise ChargeModelError(f"element(s) {names} never seen in the charge model's training")
-        edge_index, edge_dist = crystal_edges(
-            crystal.frac_coords, crystal.lattice, self.spec.cutoff, self.spec.max_neighbors
-        )
+        if edges is None:
+            edges = crystal_edges(
+                crystal.frac_coords, crystal.lattice, self.spec.cutoff, self.spec.max_neighbors
+            )
+        edge_index, edge_dist = edges
         if edge_index.shape[1] == 0:
             raise ChargeModelError(f"no neighbours within {self.spec.cutoff} Å of any atom")
         with torch.inference_mode():

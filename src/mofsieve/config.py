@@ -281,6 +281,8 @@ def featurize_arguments(cfg: dict[str, Any]) -> list[str]:
         args += ["--global-features", ",".join(params.global_feature_names)]
     if params.columns:  # e.g. OCrystalNet's reverse edges and orbital sums
         args += ["--columns", ",".join(params.columns)]
+    if params.charges != FeaturizationParams.charges:  # models trained on model charges
+        args += ["--charges", params.charges]
     return args
 
 

@@ -16,6 +16,14 @@ class FeaturizationMismatch(ValueError):
     """Graphs were featurized with other parameters than a model was trained with."""
 
 
+# Where the atoms' partial charges (the graph's ``charge`` column and the charged descriptors)
+# come from; words of mofsieve.charge_sources.CHARGE_METHODS. "cif": the CIF's own, NaN where
+# it has none (what shards and model.json files without the parameter mean); "cif_or_model":
+# the CIF's own when every atom has one, else the shipped charge model's.
+CHARGES_FROM_CIF = "cif"
+FEATURIZATION_CHARGES: tuple[str, ...] = (CHARGES_FROM_CIF, "cif_or_model")
+
+
 @dataclass(frozen=True)
 class FeaturizationParams:
     """Everything that decides what a graph looks like; a model must match all of it."""
@@ -27,6 +35,14 @@ class FeaturizationParams:
     # Optional shard columns (mofsieve.graph_columns: "reverse_edges",
     # "orbital_neighbour_sum"); they add to the nearest-neighbour graph, never change it.
     columns: tuple[str, ...] = field(default_factory=tuple)
+    charges: str = CHARGES_FROM_CIF  # one of FEATURIZATION_CHARGES
+
+    def __post_init__(self) -> None:
+        if self.charges not in FEATURIZATION_CHARGES:
+            raise ValueError(
+                f"featurization charges {self.charges!r}: known are "
+                f"{', '.join(FEATURIZATION_CHARGES)}"
+            )
 
     def to_attrs(self) -> dict[str, object]:
         """HDF5 attributes (global feature names and columns each as one JSON list)."""
@@ -43,11 +59,13 @@ class FeaturizationParams:
             atom_features=str(attrs["atom_features"]),
             global_feature_names=tuple(json.loads(str(attrs["global_feature_names"]))),
             columns=tuple(json.loads(str(attrs.get("columns", "[]")))),  # format 1: none
+            charges=str(attrs.get("charges", CHARGES_FROM_CIF)),  # shards written before it
         )
 
     def to_json(self) -> dict[str, Any]:
         """The ``featurization`` object of ``model.json`` (``columns`` only when there are
-        any: a model without them writes the ``model.json`` it always did)."""
+        any, ``charges`` only when not ``cif``: a model without them writes the ``model.json``
+        it always did)."""
         out: dict[str, Any] = {
             "cutoff": self.cutoff,
             "max_neighbors": self.max_neighbors,
@@ -56,6 +74,8 @@ class FeaturizationParams:
         }
         if self.columns:
             out["columns"] = list(self.columns)
+        if self.charges != CHARGES_FROM_CIF:
+            out["charges"] = self.charges
         return out
 
     @classmethod
@@ -66,6 +86,7 @@ class FeaturizationParams:
             atom_features=str(d["atom_features"]),
             global_feature_names=tuple(d["global_feature_names"]),
             columns=tuple(d.get("columns", ())),
+            charges=str(d.get("charges", CHARGES_FROM_CIF)),
         )
 
     def check_compatible(self, other: FeaturizationParams, what: str = "graphs") -> None:
@@ -73,9 +94,11 @@ class FeaturizationParams:
 
         ``self`` is what a model expects; ``other`` is what the graphs were made with. Graphs
         may carry global features and columns the model does not use, but not lack any it
-        needs.
+        needs. Charges must match both ways: a model that reads charged descriptors would get
+        NaN where ``cif`` graphs have no charges; one trained without model charges never saw
+        them.
         """
-        for name in ("cutoff", "max_neighbors", "atom_features"):
+        for name in ("cutoff", "max_neighbors", "atom_features", "charges"):
             want, got = getattr(self, name), getattr(other, name)
             if want != got:
                 raise FeaturizationMismatch(

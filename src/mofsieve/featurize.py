@@ -10,7 +10,10 @@ Three ways to run, all giving the same files:
 A CIF that cannot be used never stops a shard: it goes to ``failures-K.csv`` with the stage
 (read, parse, graph, descriptors) and a readable reason. A CIF that is kept but odd (a stray
 atom or molecule, an over-bonded carbon, partial occupancy read as full: :mod:`mofsieve.checks`)
-goes on into the shard and gets rows in ``warnings-K.csv``. Each kept CIF's framework key
+goes on into the shard and gets rows in ``warnings-K.csv``. With ``--charges cif_or_model`` a
+CIF without partial charges gets the shipped charge model's (:mod:`mofsieve.charge_model`) in
+its graph and charged descriptors; one the model cannot charge keeps NaN and gets a ``charges``
+warning. Each kept CIF's framework key
 (formula, bond-graph hash, cell: :mod:`mofsieve.duplicates`) goes to ``frameworks-K.csv``, for
 ``mofsieve rank`` to group the MOFs that are the same framework. Shards are written under a
 temporary name and renamed, so a killed job leaves nothing that looks complete.
@@ -25,17 +28,20 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from mofsieve.charge_model import DEFAULT_CHARGE_MODEL_DIR
 from mofsieve.checks import bond_checks, find_bonds
 from mofsieve.duplicates import FrameworkKey, framework_key, write_framework_keys
 from mofsieve.failures import Failure, write_failures
 from mofsieve.failures import merge_failures as merge_failure_files
-from mofsieve.graphs import neighbour_graph
+from mofsieve.featurization_params import CHARGES_FROM_CIF, FEATURIZATION_CHARGES
+from mofsieve.graphs import NeighbourGraph, neighbour_graph
 from mofsieve.manifest import (
     InputError,
     ManifestRow,
@@ -46,11 +52,19 @@ from mofsieve.manifest import (
     write_manifest,
 )
 from mofsieve.store import CrystalGraph, FeaturizationParams, read_params, write_shard
-from mofsieve.structures import OCCUPANCY_POLICIES, StructureError, parse_cif
-from mofsieve.warning_records import WarningRecord, write_warnings
+from mofsieve.structures import OCCUPANCY_POLICIES, Crystal, StructureError, parse_cif
+from mofsieve.warning_records import CHARGES, WarningRecord, write_warnings
 from mofsieve.warning_records import merge_warnings as merge_warning_files
 
 log = logging.getLogger(__name__)
+
+# the charge model that --charges cif_or_model asks (module-level: tests point it elsewhere)
+CHARGE_MODEL_DIR = DEFAULT_CHARGE_MODEL_DIR
+
+
+class ChargeModelUnavailable(RuntimeError):
+    """``--charges cif_or_model`` without a loadable charge model: the run stops, since every
+    CIF without charges would silently lose its charged descriptors."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +114,9 @@ def featurize_cif(
     With a ``checks`` list, the structure checks run on the graph just built and their
     findings (``(check, detail)``, :mod:`mofsieve.checks`) are appended to it; with a
     ``frameworks`` list, the crystal's framework key (:mod:`mofsieve.duplicates`). Both read
-    the same bonds, found once.
+    the same bonds, found once. With ``params.charges == "cif_or_model"`` a CIF without a
+    charge on every atom is charged by the charge model (:func:`model_charges`); when it cannot
+    be, the charges stay the CIF's and a ``charges`` finding says why.
     """
     crystal = parse_cif(
         data, max_atoms=limits.max_atoms, partial_occupancy=limits.partial_occupancy
@@ -132,6 +148,14 @@ def featurize_cif(
             except (ValueError, ArithmeticError, RuntimeError) as err:
                 # the key only groups duplicates: never lose a usable structure for it
                 log.warning("%s: no framework key (%s): never grouped as a duplicate", mof_id, err)
+    # After the checks: they tell ions by the CIF's own charges, whatever the graph gets.
+    charge = crystal.charge
+    if params.charges != CHARGES_FROM_CIF:
+        charge, why_not = filled_charges(crystal, graph, params)
+        if why_not:
+            log.debug("%s: %s", mof_id, why_not)
+            if checks is not None:
+                checks.append((CHARGES, why_not))
     global_features = None
     if params.global_feature_names:
         from mofsieve.descriptors import DescriptorError, compute_descriptors
@@ -142,7 +166,7 @@ def featurize_cif(
                 crystal.atomic_number,
                 crystal.frac_coords,
                 crystal.lattice,
-                charges=crystal.charge,  # only the charged energy descriptors use them
+                charges=charge,  # only the charged energy descriptors use them
             )
         except DescriptorError as err:
             raise StructureError(str(err), stage="descriptors") from None
@@ -160,7 +184,7 @@ def featurize_cif(
         mof_id=mof_id,
         source=source,
         atomic_number=crystal.atomic_number,
-        charge=crystal.charge,
+        charge=charge,
         frac_coords=crystal.frac_coords,
         lattice=crystal.lattice,
         edge_src=graph.src,
@@ -170,6 +194,65 @@ def featurize_cif(
         global_features=global_features,
         **columns,
     )
+
+
+def filled_charges(
+    crystal: Crystal, graph: NeighbourGraph, params: FeaturizationParams
+) -> tuple[np.ndarray, str]:
+    """``(charges, why_not)`` for ``cif_or_model``: the CIF's own when every atom has one,
+    else the charge model's (float32, as the shard keeps them); when the model cannot give
+    sane ones, the CIF's (NaN where missing) and the reasons of both sources in words."""
+    from mofsieve.charge_sources import ChargeSourceError, cif_charges
+
+    try:
+        cif_charges(crystal)
+        return crystal.charge, ""
+    except ChargeSourceError as err:
+        no_cif = str(err)
+    try:
+        return model_charges(crystal, graph, params).astype(np.float32), ""
+    except ChargeSourceError as err:
+        return crystal.charge, f"cif: {no_cif}; model: {err}; the atoms keep NaN charges"
+
+
+def model_charges(
+    crystal: Crystal, graph: NeighbourGraph, params: FeaturizationParams
+) -> np.ndarray:
+    """The charge model's charges of ``crystal`` (float64, e), within the per-element bounds of
+    :func:`mofsieve.charge_sources.check_bounds`; :class:`ChargeSourceError` with the reason
+    if it cannot give them. The model is loaded once per process, on first use."""
+    from mofsieve.charge_model import ChargeModelError
+    from mofsieve.charge_sources import ChargeSourceError, charge_model, check_bounds
+
+    try:
+        model = charge_model(CHARGE_MODEL_DIR)
+    except ChargeSourceError as err:
+        raise ChargeModelUnavailable(f"--charges cif_or_model: {err}") from None
+    edges = None
+    if (model.spec.cutoff, model.spec.max_neighbors) == (params.cutoff, params.max_neighbors):
+        # the model's neighbour graph is the one just built: no second neighbour search
+        edges = (np.stack([graph.src, graph.dst]).astype(np.int64), graph.dist.astype(np.float32))
+    try:
+        with _one_torch_thread():
+            values = model.predict(crystal, edges)
+    except ChargeModelError as err:
+        raise ChargeSourceError(str(err)) from None
+    check_bounds(crystal, values)
+    return values
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    # One CIF's graph is too small for intra-op threads, and --jobs already fills the cores:
+    # with torch's default a prediction took 9x as long on a busy 2-core machine.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # one CIF's graph, warnings and framework key (if any), or why it could not be used
@@ -192,6 +275,8 @@ def _featurize_task(
         return graph, warned, key[0] if key else None
     except StructureError as err:
         return Failure(row.mof_id, row.source, err.stage, err.reason)
+    except ChargeModelUnavailable:
+        raise  # not this CIF's fault: stops the run
     except Exception as err:  # noqa: BLE001 - one odd file must not sink a shard of thousands
         return Failure(row.mof_id, row.source, "parse", f"unexpected {type(err).__name__}: {err}")
 
@@ -341,6 +426,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated optional graph columns (reverse_edges,orbital_neighbour_sum: "
         "what OCrystalNet models need; see mofsieve.graph_columns)",
     )
+    parser.add_argument(
+        "--charges",
+        choices=FEATURIZATION_CHARGES,
+        help="partial charges of the graphs and charged descriptors: cif (default: the CIF's "
+        "own, NaN where it has none) or cif_or_model (the CIF's own when every atom has one, "
+        "else the shipped charge model's; a CIF it cannot charge keeps NaN, with a warning)",
+    )
     parser.add_argument("--max-atoms", type=int, default=Limits.max_atoms)
     parser.add_argument("--min-distance", type=float, default=Limits.min_distance, help="Å")
     parser.add_argument(
@@ -354,7 +446,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def featurization_from_arguments(args: argparse.Namespace) -> FeaturizationParams:
     """``--model`` (the models' parameters) or ``--cutoff``/``--max-neighbors``/
-    ``--global-features`` (the defaults where not given); not both."""
+    ``--global-features``/``--columns``/``--charges`` (the defaults where not given); not
+    both."""
     explicit = [
         name
         for name, value in (
@@ -362,6 +455,7 @@ def featurization_from_arguments(args: argparse.Namespace) -> FeaturizationParam
             ("--max-neighbors", args.max_neighbors),
             ("--global-features", args.global_features),
             ("--columns", args.columns),
+            ("--charges", args.charges),
         )
         if value is not None
     ]
@@ -382,6 +476,7 @@ def featurization_from_arguments(args: argparse.Namespace) -> FeaturizationParam
         max_neighbors=default.max_neighbors if args.max_neighbors is None else args.max_neighbors,
         global_feature_names=_global_features_argument(args.global_features),
         columns=_columns_argument(args.columns),
+        charges=default.charges if args.charges is None else args.charges,
     )
 
 
@@ -445,7 +540,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             featurize_shard(rows, shard, args.out, params, limits, jobs, progress)
-        except InputError as err:
+        except (InputError, ChargeModelUnavailable) as err:
             log.error("%s", err)
             return 2
     if comm is not None:

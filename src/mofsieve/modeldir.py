@@ -349,7 +349,7 @@ def union_featurization(specs: Sequence[ModelSpec]) -> FeaturizationParams | Non
     columns: list[str] = []
     for spec in specs:
         f = spec.featurization
-        for key in ("cutoff", "max_neighbors", "atom_features"):
+        for key in ("cutoff", "max_neighbors", "atom_features", "charges"):
             if getattr(f, key) != getattr(first, key):
                 raise FeaturizationMismatch(
                     f"models disagree on featurization {key} ({getattr(first, key)!r} in "
@@ -364,4 +364,5 @@ def union_featurization(specs: Sequence[ModelSpec]) -> FeaturizationParams | Non
         atom_features=first.atom_features,
         global_feature_names=tuple(names),
         columns=tuple(columns),
+        charges=first.charges,
     )

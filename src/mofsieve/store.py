@@ -5,10 +5,12 @@ Shard format ``mofsieve-graphs`` version 2 (one file per shard, G graphs, N atom
 attributes
     ``format``, ``format_version``, ``mofsieve_version`` and every featurization parameter of
     :class:`FeaturizationParams` (``cutoff``, ``max_neighbors``, ``atom_features``,
-    ``global_feature_names`` and ``columns`` — JSON lists).
+    ``global_feature_names`` and ``columns`` — JSON lists —, and ``charges``: ``cif`` or
+    ``cif_or_model``, where the ``charge`` dataset comes from; absent in shards written
+    before it, which read as ``cif``).
 datasets
     ``ids`` (G, str), ``sources`` (G, str), ``node_ptr`` (G+1, int64), ``edge_ptr`` (G+1,
-    int64), ``atomic_number`` (N, uint8), ``charge`` (N, float32, NaN where the CIF has none),
+    int64), ``atomic_number`` (N, uint8), ``charge`` (N, float32, NaN where there is none),
     ``frac_coords`` (N×3, float64), ``lattice`` (G×3×3, float64, rows are the cell vectors in
     Å), ``edge_src`` (E, int32, the neighbour j, local to its graph), ``edge_dst`` (E, int32,
     the centre atom i whose nearest neighbours these are), ``edge_dist`` (E, float32, Å),

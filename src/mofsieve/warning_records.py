@@ -28,6 +28,7 @@ ISOLATED_MOLECULE = "isolated_molecule"
 COORDINATION = "coordination"
 OCCUPANCY = "occupancy"
 ENCODING = "encoding"
+CHARGES = "charges"
 
 # every check with what it means, in the order the report lists them
 CHECKS: dict[str, str] = {
@@ -39,6 +40,8 @@ CHECKS: dict[str, str] = {
     "atoms (overlapping disorder, misplaced H)",
     OCCUPANCY: "sites with partial occupancy read as full atoms (ingest.partial_occupancy: keep)",
     ENCODING: "the file is not UTF-8 and was read as Latin-1",
+    CHARGES: "no partial charges in the CIF and none from the charge model (featurize "
+    "--charges cif_or_model): NaN charges in its graph and charged descriptors",
 }
 # what flag.skip_checks keeps out of the flagged set unless told otherwise
 DEFAULT_SKIP_CHECKS = (ISOLATED_ATOM, COORDINATION)
