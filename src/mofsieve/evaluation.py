@@ -39,12 +39,23 @@ def ensemble_predictions(
     )
 
 
-def without_charges(datas: Sequence[Any]) -> list[Any]:
-    """Copies of ``datas`` as if their CIFs had no partial charges (NaN), as the core-mof
-    package's CIFs are."""
+def charged_globals(global_features: Sequence[str]) -> list[int]:
+    """Positions of the descriptors made from partial charges among ``global_features``."""
+    from mofsieve.descriptors.energy_grid import CHARGED_DESCRIPTORS
+
+    return [i for i, name in enumerate(global_features) if name in CHARGED_DESCRIPTORS]
+
+
+def without_charges(datas: Sequence[Any], charged: Sequence[int] = ()) -> list[Any]:
+    """Copies of ``datas`` as featurization makes crystals without partial charges: charges
+    NaN, and the global descriptors at positions ``charged`` (:func:`charged_globals`, made
+    from charges) NaN too."""
     out = [d.clone() for d in datas]
     for d in out:
         d.charge = torch.full_like(d.charge, float("nan"))
+        if charged and getattr(d, "global_features", None) is not None:
+            d.global_features = d.global_features.clone()
+            d.global_features[:, list(charged)] = float("nan")
     return out
 
 
@@ -83,6 +94,7 @@ def evaluate_ensemble(
         # as `mofsieve predict` does: the ensemble mean (or a member's value) is clipped
         return values if clip_min is None else np.clip(values, clip_min, None)
 
+    hidden = charged_globals(getattr(members[0].config, "global_features", ()))
     test_preds = predict(test_data)
     test_mean, test_spread = clip(test_preds.mean(0)), test_preds.std(0)
     val_preds = predict(val_data)
@@ -92,7 +104,7 @@ def evaluate_ensemble(
         "val": regression_metrics(y_val, val_mean),
         "test_members": [regression_metrics(y_test, clip(p)) for p in test_preds],
         "test_without_charges": (
-            regression_metrics(y_test, clip(predict(without_charges(test_data)).mean(0)))
+            regression_metrics(y_test, clip(predict(without_charges(test_data, hidden)).mean(0)))
             if with_charges_hidden
             else None
         ),

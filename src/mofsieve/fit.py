@@ -60,7 +60,7 @@ def lr_restarts(history: dict[str, Any]) -> list[int]:
     ]
 
 
-def _learning_rate(settings: FitSettings, progress: float) -> float:
+def learning_rate(settings: FitSettings, progress: float) -> float:
     if settings.lr_schedule == "cosine":
         return 0.5 * settings.lr * (1 + math.cos(math.pi * progress))
     return settings.lr
@@ -146,7 +146,7 @@ def fit_member(
                 )
                 break
             progress = max(progress, spent / budget_s)
-        lr = _learning_rate(settings, progress)
+        lr = learning_rate(settings, progress)
         for group in optimizer.param_groups:
             group["lr"] = lr
         t0 = time.time()

@@ -81,6 +81,9 @@ class ModelConfig:
     rbf_stop: float = 8.0
     rbf_step: float = 0.2
     charge_dropout: float = 0.0  # share of crystals whose charges are hidden in training
+    # Standardised descriptors are clipped to ±descriptor_clip before the MLP (0: never).
+    # Force-field descriptors of dense crystals lie 10-20 standard deviations out.
+    descriptor_clip: float = 0.0
 
     def __post_init__(self) -> None:
         if self.conv not in ("cgcnn", "attention"):
@@ -215,9 +218,11 @@ class CrystalRegressor(nn.Module):
         if not self.config.use_charge:
             return x
         has_charge = ~torch.isnan(data.charge)
+        self._charges_hidden: Tensor | None = None
         if self.training and self.config.charge_dropout > 0:
             hidden = torch.rand(int(data.num_graphs), device=x.device) < self.config.charge_dropout
             has_charge = has_charge & ~hidden[data.batch]
+            self._charges_hidden = hidden  # the head hides the descriptors made from charges
         q = torch.where(has_charge, data.charge, torch.zeros_like(data.charge))
         flag = has_charge.to(x.dtype).unsqueeze(-1)
         return x + self.charge_embed(torch.cat([self.charge_rbf(q) * flag, flag], dim=-1))
@@ -244,15 +249,50 @@ class CrystalRegressor(nn.Module):
         self.global_mean.copy_(mean[n_cell:])
         self.global_std.copy_(std[n_cell:])
 
+    def head_inputs(self, pooled: Tensor, data: Any) -> Tensor:
+        """What the MLP head reads (G×D): the pooled crystal vectors, then the descriptors
+        standardised (and clipped to ±``descriptor_clip`` when the config sets one)."""
+        descriptors = self.raw_descriptors(data)
+        if descriptors is None:
+            return pooled
+        hidden = getattr(self, "_charges_hidden", None) if self.training else None
+        if hidden is not None and hidden.any():
+            descriptors = self._hide_charged_descriptors(descriptors, hidden)
+        mean = torch.cat([self.cell_mean, self.global_mean])
+        std = torch.cat([self.cell_std, self.global_std])
+        # A descriptor that could not be computed (NaN) sits at the training mean.
+        scaled = torch.nan_to_num((descriptors - mean) / std)
+        clip = getattr(self.config, "descriptor_clip", 0.0)
+        if clip:
+            scaled = scaled.clamp(-clip, clip)
+        return torch.cat([pooled, scaled], dim=-1)
+
+    def _hide_charged_descriptors(self, descriptors: Tensor, hidden: Tensor) -> Tensor:
+        """``descriptors`` with those made from partial charges NaN for the crystals whose
+        charges the training step hid, as featurization leaves a crystal without charges."""
+        from mofsieve.evaluation import charged_globals
+
+        charged = charged_globals(self.config.global_features)
+        if not charged:
+            return descriptors
+        n_cell = self.cell_mean.numel()
+        columns = torch.tensor([n_cell + i for i in charged], device=descriptors.device)
+        descriptors = descriptors.clone()
+        rows = hidden.nonzero().squeeze(1)
+        descriptors[rows.unsqueeze(1), columns] = float("nan")
+        return descriptors
+
+    def head_output(self, inputs: Tensor) -> Tensor:
+        """Standardised predictions (G,) from :meth:`head_inputs`."""
+        return self.mlp_out(F.softplus(self.mlp_in(inputs))).squeeze(-1)
+
     def head(self, pooled: Tensor, data: Any) -> Tensor:
         """Standardised predictions (G,) from the pooled crystal vectors and descriptors."""
-        descriptors = self.raw_descriptors(data)
-        if descriptors is not None:
-            mean = torch.cat([self.cell_mean, self.global_mean])
-            std = torch.cat([self.cell_std, self.global_std])
-            # A descriptor that could not be computed (NaN) sits at the training mean.
-            pooled = torch.cat([pooled, torch.nan_to_num((descriptors - mean) / std)], dim=-1)
-        return self.mlp_out(F.softplus(self.mlp_in(pooled))).squeeze(-1)
+        return self.head_output(self.head_inputs(pooled, data))
+
+    def crystal_vectors(self, data: Any) -> tuple[Tensor, Tensor | None]:
+        """The graph trunk: pooled crystal vectors (G×F) and the readout's per-atom weights."""
+        raise NotImplementedError
 
 
 class AECGCNN(CrystalRegressor):
@@ -315,6 +355,13 @@ class AECGCNN(CrystalRegressor):
     ) -> Tensor | tuple[Tensor, Tensor | None]:
         """Standardised predictions (G,); with ``return_atom_weights`` also the readout's
         per-atom weights (N,), None unless the readout is attention pooling."""
+        pooled, atom_weights = self.crystal_vectors(data)
+        out = self.head(pooled, data)
+        if return_atom_weights:
+            return out, atom_weights
+        return out
+
+    def crystal_vectors(self, data: Any) -> tuple[Tensor, Tensor | None]:
         num_graphs = int(data.num_graphs)
         edge_index = data.edge_index
         x = self.atom_inputs(data)
@@ -326,11 +373,7 @@ class AECGCNN(CrystalRegressor):
             if self.config.edge_update:
                 e = self.edge_convs[layer](x, edge_index, e, degree=degree)
             x = self.convs[layer](x, edge_index, e, degree=degree)
-        pooled, atom_weights = self.readout(x, data.batch, num_graphs, multiplicity(data))
-        out = self.head(pooled, data)
-        if return_atom_weights:
-            return out, atom_weights
-        return out
+        return self.readout(x, data.batch, num_graphs, multiplicity(data))
 
 
 # ---------------------------------------------------------------------------------------------

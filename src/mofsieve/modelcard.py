@@ -212,6 +212,33 @@ def _finetune_lines(tr: dict[str, Any]) -> list[str]:
         f"{src.get('n_new_train', 0)} labelled MOFs outside its split were added to training; "
         "its validation and test splits are kept, so the test rows compare with it.",
     ]
+    if src.get("added_global_features"):
+        lines.append(
+            "- New descriptors: the MLP head also reads "
+            + ", ".join(f"`{n}`" for n in src["added_global_features"])
+            + " (their input weights started at zero, so training started from the source's "
+            "predictions)"
+            + (
+                "; only the head was trained, the graph layers are the source's, frozen."
+                if tr.get("train_only") == "head"
+                else "."
+            )
+        )
+    before = src.get("source_training") or {}
+    if before.get("epochs_run"):
+        cap = before.get("max_atoms_train")
+        lines.append(
+            f"- The source's own training: epochs run {before['epochs_run']} (best "
+            f"{before['best_epochs']}), {before.get('seconds_per_epoch_mean') or 0:.0f} s per "
+            f"epoch on {before.get('threads')} {before.get('device')} thread(s)"
+            + (
+                f", crystals of more than {cap} atoms left out of its training "
+                f"({before.get('n_train_over_atom_cap')})"
+                if cap
+                else ""
+            )
+            + "."
+        )
     sources = tr.get("label_sources")
     if sources and sources.get("simulated"):
         sim = sources["simulated"]
@@ -227,6 +254,23 @@ def _finetune_lines(tr: dict[str, Any]) -> list[str]:
 
 
 _DISPLAY_NAME = {"AECGCNN": "AE-CGCNN"}
+
+
+def _charges_hidden_note(spec: ModelSpec) -> str:
+    """What the card's "charges hidden" row stands for, by where featurization takes charges."""
+    if spec.featurization.charges == "cif_or_model":
+        return (
+            "The row with charges hidden is the same test split predicted with no partial "
+            "charges at all (NaN charges, and NaN for the descriptors made from them): the "
+            "fallback for a CIF without `_atom_site_charge` that the charge model cannot charge "
+            "either (an element it never saw). Other CIFs without charges, e.g. those of the "
+            "`core-mof` package, get the charge model's at featurization."
+        )
+    return (
+        "The row with charges hidden is the same test split predicted as if the CIFs had no "
+        "`_atom_site_charge` (NaN charges), which is what CIFs from the `core-mof` package look "
+        "like."
+    )
 
 
 def _ocrystalnet_sentence(init: dict[str, Any], variant: str) -> str:
@@ -327,8 +371,7 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
         f"{v['spearman']:.3f} | {v['top10_recall']:.3f} |",
         "",
         "Parity plot of the test split: `parity.png`. Test predictions: `test_predictions.csv`. "
-        "The row with charges hidden is the same test split predicted as if the CIFs had no "
-        "`_atom_site_charge` (NaN charges), which is what CIFs from the `core-mof` package look like.",
+        + _charges_hidden_note(spec),
         "",
         *uncertainty_section(spec),
         "## Architecture",

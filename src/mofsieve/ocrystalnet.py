@@ -64,6 +64,7 @@ class OCrystalNetConfig:
     rbf_stop: float = 8.0
     rbf_step: float = 0.2
     charge_dropout: float = 0.25
+    descriptor_clip: float = 0.0  # as ModelConfig.descriptor_clip
 
     def __post_init__(self) -> None:
         if self.atom_input not in ATOM_INPUTS:
@@ -209,11 +210,14 @@ class OCrystalNet(CrystalRegressor):
     ) -> Tensor | tuple[Tensor, Tensor | None]:
         """Standardised predictions (G,); with ``return_atom_weights`` also the readout's
         per-atom weights (N,), None unless the readout is attention pooling."""
-        if getattr(data, "multiplicity", None) is not None:
-            raise ValueError("OCrystalNet runs on every atom: merged (multiplicity) batches")
-        x = self.atom_states(data)
-        pooled, atom_weights = self.readout(x, data.batch, int(data.num_graphs))
+        pooled, atom_weights = self.crystal_vectors(data)
         out = self.head(pooled, data)
         if return_atom_weights:
             return out, atom_weights
         return out
+
+    def crystal_vectors(self, data: Any) -> tuple[Tensor, Tensor | None]:
+        if getattr(data, "multiplicity", None) is not None:
+            raise ValueError("OCrystalNet runs on every atom: merged (multiplicity) batches")
+        x = self.atom_states(data)
+        return self.readout(x, data.batch, int(data.num_graphs))

@@ -116,6 +116,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--charge-dropout", type=float, help="share of training crystals whose charges are hidden"
     )
     parser.add_argument(
+        "--descriptor-clip",
+        type=float,
+        help="clip the standardised descriptors to ±this many standard deviations before the "
+        "MLP (default: no clipping); with --init-from only together with added descriptors",
+    )
+    parser.add_argument(
+        "--train-only",
+        choices=("all", "head"),
+        default="all",
+        help="with --init-from: 'head' trains the MLP head alone on the frozen graph layers "
+        "(e.g. after --global-features added descriptors to the source's); default all",
+    )
+    parser.add_argument(
         "--epochs", type=int, help=f"epoch budget per member (default 50; {FINETUNE_EPOCHS} "
         "with --init-from)",
     )  # fmt: skip
@@ -236,6 +249,8 @@ def model_config(args: argparse.Namespace, shard_globals: tuple[str, ...]) -> An
         overrides["use_charge"] = False
     if args.charge_dropout is not None:
         overrides["charge_dropout"] = args.charge_dropout
+    if getattr(args, "descriptor_clip", None) is not None:
+        overrides["descriptor_clip"] = args.descriptor_clip
     if args.global_features is not None:
         overrides["global_features"] = tuple(args.global_features)
     elif args.variant.startswith("de-"):
@@ -279,6 +294,11 @@ def train(args: argparse.Namespace) -> None:
     from mofsieve.warm_start import load_warm_start
 
     t_start = time.time()
+    if args.train_only == "head" and (args.init_from is None or args.members):
+        raise ValueError(
+            "--train-only head needs --init-from (a trained graph trunk to keep) and trains "
+            "every member at once (no --members: the head alone takes minutes)"
+        )
     warm = load_warm_start(args) if args.init_from is not None else None
     settle_defaults(args)
     device = select_device(args.device)
@@ -289,8 +309,14 @@ def train(args: argparse.Namespace) -> None:
     if not readers:
         raise FileNotFoundError(f"no graph shards in {args.graphs}")
     if warm is not None:
-        warm.check_graphs(readers)  # the source's featurization, shard by shard
-        params, config = warm.spec.featurization, warm.config
+        params, config = warm.check_graphs(readers), warm.config  # shard by shard
+        missing = [
+            n
+            for n in warm.added_globals
+            if n not in shard_featurization(readers).global_feature_names
+        ]
+        if missing:
+            raise ValueError(f"the shards lack the added global features {missing}")
     else:
         params = shard_featurization(readers)
         config = model_config(args, params.global_feature_names)
@@ -322,6 +348,8 @@ def train(args: argparse.Namespace) -> None:
     train_data, val_data, test_data = data.data("train"), data.data("val"), data.data("test")
     y_val, y_test = data.y("val"), data.y("test")
     descriptor_stats = None if warm is not None else descriptor_statistics(config, train_data)
+    if warm is not None and warm.added_globals:
+        warm.set_added_scaling(*added_scaling(config, train_data, len(warm.added_globals)))
 
     # fit
     settings = fit_settings(args)
@@ -331,12 +359,16 @@ def train(args: argparse.Namespace) -> None:
             raise ValueError(
                 f"--members {bad} outside 0..{args.ensemble - 1} (--ensemble {args.ensemble})"
             )
-    fitted = [
-        fit_member(k, config, settings, train_data, val_data, y_val, y_mean, y_std,
-                   descriptor_stats, device, ckpt_dir,
-                   init_state=warm.states[k] if warm is not None else None)
-        for k in (args.members or range(args.ensemble))
-    ]  # fmt: skip
+    if args.train_only == "head":
+        fitted = [fit_warm_head(k, warm, config, settings, train_data, val_data, y_val, y_mean,
+                                y_std, device) for k in (args.members or range(args.ensemble))]  # fmt: skip
+    else:
+        fitted = [
+            fit_member(k, config, settings, train_data, val_data, y_val, y_mean, y_std,
+                       descriptor_stats, device, ckpt_dir,
+                       init_state=warm.states[k] if warm is not None else None)
+            for k in (args.members or range(args.ensemble))
+        ]  # fmt: skip
     if args.members:
         log.info(
             "trained members %s into %s; run again with --resume (without --members) to "
@@ -436,6 +468,39 @@ def descriptor_statistics(config: Any, train_data: list[Any]) -> Any:
     return torch.cat(rows) if rows and rows[0] is not None else None
 
 
+def added_scaling(config: Any, train_data: list[Any], n_added: int) -> tuple[Any, Any]:
+    """Mean and standard deviation over the training split of the last ``n_added`` global
+    descriptors (those a fine-tuning run adds), as :meth:`fit_descriptor_scaling` sets them."""
+    import torch
+
+    added = descriptor_statistics(config, train_data)[:, -n_added:]
+    mean = torch.nanmean(added, dim=0)
+    std = torch.sqrt(torch.nanmean((added - mean) ** 2, dim=0)).clamp_min(1e-6)
+    return mean, std
+
+
+def fit_warm_head(
+    k: int, warm: Any, config: Any, settings: Any, train_data: list[Any], val_data: list[Any],
+    y_val: np.ndarray, y_mean: float, y_std: float, device: Any,
+) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """Member ``k`` of the source with its head trained again (:mod:`mofsieve.head_fit`)."""
+    from mofsieve.evaluation import charged_globals
+    from mofsieve.head_fit import fit_head
+    from mofsieve.model import build_model
+
+    model = build_model(config)
+    model.load_state_dict(warm.states[k])
+    return fit_head(k, model, settings, train_data, val_data, y_val, y_mean, y_std, device,
+                    charged=charged_globals(config.global_features))  # fmt: skip
+
+
+def _first_globals(data: Any, count: int) -> Any:
+    """A copy of one crystal's Data with only its first ``count`` global descriptors."""
+    lean = data.clone()
+    lean.global_features = data.global_features[:, :count]
+    return lean
+
+
 def source_test_metrics(
     source: Path, test_data: list[Any], y_test: np.ndarray, batch_atoms: int, device: Any,
     clip_min: float | None,
@@ -447,6 +512,10 @@ def source_test_metrics(
     from mofsieve.model import load_model_dir
 
     members, spec = load_model_dir(source, device)
+    n_source = len(spec.featurization.global_feature_names)
+    if test_data and getattr(test_data[0], "global_features", None) is not None:
+        if test_data[0].global_features.shape[1] > n_source:  # descriptors added to its head
+            test_data = [_first_globals(d, n_source) for d in test_data]
     mean = ensemble_predictions(members, test_data, batch_atoms, device,
                                 spec.normalisation_mean, spec.normalisation_std).mean(0)  # fmt: skip
     return regression_metrics(y_test, mean if clip_min is None else np.clip(mean, clip_min, None))
@@ -536,6 +605,7 @@ def write_model(
             "schedule": args.lr_schedule,
         },
         "loss": "MSE on standardised target",
+        **({"train_only": "head"} if args.train_only == "head" else {}),
         "batch_atoms": args.batch_atoms,
         "threads": args.threads,
         "device": str(device),

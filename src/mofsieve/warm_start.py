@@ -15,7 +15,7 @@ import argparse
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,16 @@ FINETUNE_EPOCHS = 10  # defaults of --epochs and --lr with --init-from (50 and 1
 FINETUNE_LR = 1e-4
 
 # train options that choose an architecture: a fine-tuned model has its source's
+# (--global-features may only add descriptors after the source's: see added_global_features)
 ARCHITECTURE_OPTIONS = (
-    "architecture", "variant", "atom_input", "readout", "global_features", "no_charge",
-    "charge_dropout",
+    "architecture", "variant", "atom_input", "readout", "no_charge", "charge_dropout",
+)  # fmt: skip
+
+
+# what the fine-tuned model's card repeats of how its source was trained
+SOURCE_TRAINING_KEYS = (
+    "epochs_run", "best_epochs", "seconds_per_epoch_mean", "threads", "device",
+    "max_atoms_train", "n_train_over_atom_cap", "time_budget_min_per_member", "ensemble",
 )  # fmt: skip
 
 
@@ -44,12 +51,22 @@ class WarmStart:
     split: dict[str, str]
     model_json_sha1: str
     weights_sha1: list[str]
+    added_globals: tuple[str, ...] = ()  # descriptors the fine-tuned head reads in addition
 
-    def check_graphs(self, readers: Sequence[Any]) -> None:
-        """:class:`FeaturizationMismatch` unless every shard was featurized as the source
-        model's graphs were."""
+    def check_graphs(self, readers: Sequence[Any]) -> Any:
+        """The featurization of the fine-tuned model: the source's, except that shards whose
+        CIFs without charges got the charge model's (``charges: cif_or_model``) may fine-tune
+        a source trained on CIF charges (a CIF with charges gives the same graph either way).
+        :class:`FeaturizationMismatch` unless every shard fits."""
+        from mofsieve.featurization_params import CHARGES_FROM_CIF
+
+        wanted = self.spec.featurization
+        charges = {reader.params.charges for reader in readers}
+        if wanted.charges == CHARGES_FROM_CIF and charges == {"cif_or_model"}:
+            wanted = replace(wanted, charges="cif_or_model")
         for reader in readers:
-            self.spec.check_graphs(reader.params, what=f"graphs in {reader.path}")
+            wanted.check_compatible(reader.params, what=f"graphs in {reader.path}")
+        return wanted
 
     def record(self, n_new_train: int) -> dict[str, Any]:
         """``training.init_from`` of the fine-tuned model's ``model.json``."""
@@ -60,7 +77,49 @@ class WarmStart:
             "variant": self.spec.variant,
             "target": self.spec.target.name,
             "n_new_train": n_new_train,
+            **({"added_global_features": list(self.added_globals)} if self.added_globals else {}),
+            "source_training": {
+                key: self.spec.metadata.get("training", {}).get(key) for key in SOURCE_TRAINING_KEYS
+            },
         }
+
+    def set_added_scaling(self, mean: Any, std: Any) -> None:
+        """Standardisation of the added descriptors (training-split statistics, one value
+        per added descriptor) into every member's state; the source's stay as they were."""
+        n_added = len(self.added_globals)
+        for state in self.states:
+            state["global_mean"][-n_added:] = mean
+            state["global_std"][-n_added:] = std
+
+
+def added_global_features(source: Sequence[str], asked: Sequence[str] | None) -> tuple[str, ...]:
+    """The descriptors ``--global-features`` adds to the source model's (which must come
+    first, in the source's order: the trained head reads them by position)."""
+    if asked is None or list(asked) == list(source):
+        return ()
+    if list(asked[: len(source)]) != list(source):
+        raise ValueError(
+            f"--global-features must start with the source model's {list(source)} in that "
+            "order (its head reads them by position), then name the descriptors to add"
+        )
+    added = tuple(asked[len(source) :])
+    if len(set(added)) != len(added) or set(added) & set(source):
+        raise ValueError(f"--global-features names a descriptor twice: {list(asked)}")
+    return added
+
+
+def extend_head_inputs(state: dict[str, Any], n_added: int) -> dict[str, Any]:
+    """A member's state with ``n_added`` more descriptor inputs to its MLP head: their weights
+    start at zero (the fine-tuning starts from exactly the source's predictions), their
+    standardisation at mean 0, std 1 until :meth:`WarmStart.set_added_scaling`."""
+    import torch
+
+    state = dict(state)
+    weight = state["mlp_in.weight"]
+    state["mlp_in.weight"] = torch.cat([weight, weight.new_zeros(weight.shape[0], n_added)], 1)
+    state["global_mean"] = torch.cat([state["global_mean"], weight.new_zeros(n_added)])
+    state["global_std"] = torch.cat([state["global_std"], weight.new_ones(n_added)])
+    return state
 
 
 def _sha1(path: Path) -> str:
@@ -109,11 +168,26 @@ def load_warm_start(args: argparse.Namespace) -> WarmStart:
     states = [
         torch.load(path, map_location="cpu", weights_only=True) for path in spec.weight_paths()
     ]
+    config = config_from_json(spec.architecture, dict(spec.init))
+    added = added_global_features(config.global_features, args.global_features)
+    clip = getattr(args, "descriptor_clip", None)
+    if clip is not None and not added and clip != getattr(config, "descriptor_clip", 0.0):
+        raise ValueError(
+            "--descriptor-clip changes what the source's head reads: only with --global-features "
+            "that add descriptors (the head is then trained again)"
+        )
+    if added:
+        config = replace(config, global_features=config.global_features + added)
+        if clip is not None:
+            config = replace(config, descriptor_clip=clip)
+        states = [extend_head_inputs(state, len(added)) for state in states]
+        log.info("the fine-tuned head also reads %s", list(added))
     log.info("warm start from %s (%s, %d members)", source, spec.variant, len(states))
     return WarmStart(
         directory=source,
         spec=spec,
-        config=config_from_json(spec.architecture, dict(spec.init)),
+        config=config,
+        added_globals=added,
         states=states,
         split=read_split(source / "split.csv"),
         model_json_sha1=_sha1(model_json_path(source)),
