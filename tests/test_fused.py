@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -21,9 +22,19 @@ from torch_geometric.data import Batch
 
 from mofsieve import fused
 from mofsieve.batching import graph_to_data
-from mofsieve.layers import EdgeConv, GraphAttentionConv, HeadAttentionConv, MultiHeadAttentionConv
+from mofsieve.charge_model import load_charge_model
+from mofsieve.charge_net import crystal_edges
+from mofsieve.layers import (
+    CGConv,
+    EdgeConv,
+    GraphAttentionConv,
+    HeadAttentionConv,
+    MultiHeadAttentionConv,
+    regular_degree,
+)
 from mofsieve.model import AECGCNN, ModelConfig
 from mofsieve.store import CrystalGraph
+from mofsieve.structures import Crystal, StructureError, parse_cif
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +57,15 @@ def _counting(calls: Counter[str], name: str, function: Callable[..., Any]) -> C
 
 @pytest.fixture
 def kernel_calls(kernels, monkeypatch) -> Counter[str]:
-    """Calls of each compiled kernel function (``edge_update``, ``attention``) while the test
-    runs. The PyTorch layers give the kernels' numbers, so without these counts a layer that
-    silently fell back to them would pass every comparison below."""
+    """Calls of each compiled kernel function (``edge_update``, ``attention``, ``cgconv``) while the
+    test runs. The PyTorch layers give the kernels' numbers, so without these counts a layer
+    that silently fell back to them would pass every comparison below."""
     module = fused.kernels()  # what the layers get now (the cache may hold a newer load)
     assert module is not None
     names = [name for name in dir(module) if not name.startswith("_")]
-    assert sorted(names) == ["attention", "edge_update"], "a new kernel: count it in the tests"
+    assert sorted(names) == ["attention", "cgconv", "edge_update"], (
+        "a new kernel: count it in the tests"
+    )
     calls: Counter[str] = Counter()
     for name in names:
         monkeypatch.setattr(module, name, _counting(calls, name, getattr(module, name)))
@@ -82,6 +95,31 @@ def test_softplus_matches_torch_over_the_float_range(kernels):
     torch.testing.assert_close(got[finite], want[finite], rtol=2e-6, atol=1e-7)
     assert torch.isnan(got[torch.isnan(u)]).all()
     assert (got[u == torch.inf] == torch.inf).all() and (got[u == -torch.inf] >= 0).all()
+
+
+def test_cgconv_message_matches_torch_over_the_float_range(kernels):
+    """With one edge per atom, the node terms zero and the BatchNorm the identity, the fused
+    CGConv gives x + sigmoid(gate) ⊙ softplus(core): compare it to torch's over gates and cores
+    from -200 to 200 (every pair of a grid), where exp under- or overflows, and with NaN."""
+    grid = torch.cat([torch.linspace(-200, 200, 401), torch.linspace(-12, 12, 95)])  # 496² values
+    gate, core = torch.meshgrid(grid, grid, indexing="ij")
+    gate, core = gate.reshape(-1, 16), core.reshape(-1, 16)  # rows of 16 lanes
+    gate[0, :2], core[0, 2:4] = torch.nan, torch.nan
+    n, c = gate.shape
+    x = torch.randn(n, c)
+    got = kernels.cgconv(
+        torch.zeros(n, 2 * c),
+        torch.zeros(n, 2 * c),
+        torch.cat([gate, core], dim=1),
+        torch.arange(n),
+        1,
+        x,
+        torch.ones(c),
+        torch.zeros(c),
+    )
+    want = x + torch.sigmoid(gate) * F.softplus(core)
+    torch.testing.assert_close(got, want, rtol=4e-6, atol=1e-6, equal_nan=True)
+    assert torch.isnan(got[0, :4]).all()
 
 
 def _layer_inputs(graphs: list[CrystalGraph]) -> tuple[Batch, torch.Tensor, torch.Tensor]:
@@ -135,6 +173,66 @@ def test_fused_edge_update_equals_pytorch_layer(kernel_calls, real_mofs):
     assert (out - e).abs().mean() > 1e-2  # the layer did something
 
 
+@pytest.mark.parametrize("channels", [64, 40], ids=["64-channels", "40-channels"])
+def test_fused_cgconv_equals_pytorch_layer(kernel_calls, real_mofs, channels):
+    """40 channels: 80-wide projections, so the last chunk of each half is a partial vector."""
+    batch, x, e = _layer_inputs(real_mofs)
+    x = x[:, :channels].contiguous()
+    torch.manual_seed(4)
+    layer = _with_running_statistics(CGConv(channels, 42), x, batch.edge_index, e, 12)
+    with torch.no_grad():
+        layer.norm.weight.uniform_(0.5, 2.0)  # an affine BatchNorm, not the identity's
+        layer.norm.bias.uniform_(-1.0, 1.0)
+        out = layer(x, batch.edge_index, e, degree=12)
+        fused_calls = dict(kernel_calls)
+        with fused.switched_off():
+            ref = layer(x, batch.edge_index, e, degree=12)
+        general = layer(x, batch.edge_index, e)  # no degree: PyG's propagate, never the kernel
+    assert fused_calls == {"cgconv": 1}, "the layer did not run the fused CGConv kernel"
+    assert kernel_calls == fused_calls, "a kernel ran although switched off or without a degree"
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, general, rtol=1e-5, atol=1e-5)
+    assert (out - x).abs().mean() > 1e-2  # the layer did something
+
+
+def _chargeable_real_crystals(count: int) -> list[Crystal]:
+    """A real CoRE MOF 2019 structure of tests/data (ZAZBUZ) and the first ``count`` - 1 of
+    the core-mof package's CIFs with at most 300 atoms (skips without the package)."""
+    pytest.importorskip("CoRE_MOF", reason="the core-mof package (pip install '.[demo]')")
+    from mofsieve.manifest import iter_archive, package_archive
+
+    crystals = [parse_cif((Path(__file__).parent / "data" / "checks" / "clean.cif").read_bytes())]
+    for _, data in iter_archive(package_archive("core-mof:2019-ASR")):
+        try:
+            crystal = parse_cif(data)
+        except StructureError:
+            continue
+        if crystal.n_atoms <= 300:
+            crystals.append(crystal)
+        if len(crystals) == count:
+            return crystals
+    pytest.fail(f"fewer than {count} small structures in core-mof")
+
+
+def test_fused_charge_model_charges_real_mofs_as_pytorch_does(kernel_calls, monkeypatch):
+    """The shipped charge model (three CGConv layers) on real structures, kernels on and off
+    through the environment switch, as a featurize job would run it."""
+    model = load_charge_model()
+    spec = model.spec
+    for crystal in _chargeable_real_crystals(4):
+        edges = crystal_edges(crystal.frac_coords, crystal.lattice, spec.cutoff, spec.max_neighbors)
+        assert regular_degree(torch.from_numpy(edges[0][1]), crystal.n_atoms) == 12
+        kernel_calls.clear()
+        monkeypatch.setenv(fused.SWITCH, "1")
+        charges = model.predict(crystal, edges)
+        assert kernel_calls == {"cgconv": 3}, "the charge model did not run the fused kernel"
+        monkeypatch.setenv(fused.SWITCH, "0")
+        reference = model.predict(crystal, edges)
+        assert kernel_calls == {"cgconv": 3}, "a kernel ran although switched off"
+        np.testing.assert_allclose(charges, reference, rtol=0, atol=1e-5)
+        assert np.abs(charges).max() > 0.1  # charges, not a vanishing output
+
+
 @pytest.mark.parametrize(
     "config",
     [
@@ -148,8 +246,9 @@ def test_fused_edge_update_equals_pytorch_layer(kernel_calls, real_mofs):
             readout="attention",
         ),
         ModelConfig(conv="attention", heads=3, head_combine="mean", readout="mean", atom_dim=40),
+        ModelConfig(conv="cgcnn", edge_update=True, use_charge=True, readout="mean"),
     ],
-    ids=["de-atten3-like", "atten2-narrow"],
+    ids=["de-atten3-like", "atten2-narrow", "de-cgcnn"],
 )
 def test_fused_model_predicts_what_the_pytorch_layers_predict(kernel_calls, real_mofs, config):
     batch = Batch.from_data_list([graph_to_data(g, None) for g in real_mofs])
@@ -163,9 +262,9 @@ def test_fused_model_predicts_what_the_pytorch_layers_predict(kernel_calls, real
         fused_calls = dict(kernel_calls)
         with fused.switched_off():
             ref, ref_weights = model(batch, return_atom_weights=True)
-    layers = config.num_layers  # one attention call per layer, and one edge update with them
+    layers = config.num_layers  # one convolution call per layer, and one edge update with them
     assert fused_calls == {
-        "attention": layers,
+        "cgconv" if config.conv == "cgcnn" else "attention": layers,
         **({"edge_update": layers} if config.edge_update else {}),
     }
     assert kernel_calls == fused_calls, "a kernel ran although switched off"
@@ -175,15 +274,21 @@ def test_fused_model_predicts_what_the_pytorch_layers_predict(kernel_calls, real
         torch.testing.assert_close(weights, ref_weights, rtol=1e-4, atol=1e-7)
 
 
-def test_training_and_gradients_never_use_the_kernels(kernel_calls, real_mofs, monkeypatch):
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig(conv="attention", heads=3, head_combine="attention", edge_update=True),
+        ModelConfig(conv="cgcnn", edge_update=True),
+    ],
+    ids=["attention", "cgcnn"],
+)
+def test_training_and_gradients_never_use_the_kernels(kernel_calls, real_mofs, monkeypatch, config):
     def refuse():
         raise AssertionError("fused kernels called where gradients are needed")
 
     monkeypatch.setattr(fused, "kernels", refuse)
     batch = Batch.from_data_list([graph_to_data(g, None) for g in real_mofs])
-    model = AECGCNN(
-        ModelConfig(conv="attention", heads=3, head_combine="attention", edge_update=True)
-    )
+    model = AECGCNN(config)
     model.train()(batch).sum().backward()
     model.eval()(batch).sum().backward()  # evaluation mode, but differentiating
     assert not kernel_calls  # neither through fused.kernels() nor a reference kept elsewhere
@@ -207,6 +312,17 @@ def test_a_neighbour_outside_the_batch_is_an_error_not_a_crash(kernels):
             2,
             0.2,
         )
+    wide = torch.zeros(3, 32)  # 2C wide for C = 16
+    with pytest.raises(RuntimeError, match="outside the batch"):
+        kernels.cgconv(
+            wide, wide, torch.zeros(6, 32), torch.tensor([0, 1, 2, 3, 0, 1]), 2,
+            node, torch.ones(16), torch.zeros(16),
+        )  # fmt: skip
+    with pytest.raises(RuntimeError, match="x must be N×C"):
+        kernels.cgconv(
+            wide, wide, torch.zeros(6, 32), torch.zeros(6, dtype=torch.long), 2,
+            wide, torch.ones(16), torch.zeros(16),
+        )  # fmt: skip
 
 
 @pytest.fixture
@@ -268,12 +384,12 @@ import collections
 import torch
 from torch.nn import functional as F
 from mofsieve import fused
-from mofsieve.layers import EdgeConv, HeadAttentionConv
+from mofsieve.layers import CGConv, EdgeConv, HeadAttentionConv
 assert torch.backends.cpu.get_cpu_capability() == "AVX2"
 kernels = fused.kernels()
 assert kernels is not None, "AVX2 kernels did not build"
 calls = collections.Counter()
-for name in ("attention", "edge_update"):  # count what the layers call (same numbers without)
+for name in ("attention", "cgconv", "edge_update"):  # count what the layers call (same numbers without)
     def spy(*args, _name=name, _kernel=getattr(kernels, name)):
         calls[_name] += 1
         return _kernel(*args)
@@ -288,16 +404,21 @@ n, k = 500, 12
 x, e = torch.randn(n, 64), torch.rand(n * k, 42)
 edge_index = torch.stack([torch.randint(0, n, (n * k,)), torch.arange(n).repeat_interleave(k)])
 edge, conv = EdgeConv(64, 42), HeadAttentionConv(64, 42, heads=3)
+cg = CGConv(64, 42)
+expected = {"attention": 1, "cgconv": 1, "edge_update": 1}
+def layers(x, e):
+    return cg(conv(x, edge_index, edge(x, edge_index, e, degree=k), degree=k), edge_index, e, k)
 with torch.no_grad():
     edge.train()(x, edge_index, e, degree=k)
     conv.train()(x, edge_index, e, degree=k)
-    edge.eval(), conv.eval()
+    cg.train()(x, edge_index, e, k)
+    edge.eval(), conv.eval(), cg.eval()
     assert not calls, calls  # training mode: the PyTorch layers
-    out = conv(x, edge_index, edge(x, edge_index, e, degree=k), degree=k)
-    assert calls == {"attention": 1, "edge_update": 1}, f"layers called the kernels {dict(calls)}"
+    out = layers(x, e)
+    assert calls == expected, f"layers called the kernels {dict(calls)}"
     with fused.switched_off():
-        ref = conv(x, edge_index, edge(x, edge_index, e, degree=k), degree=k)
-    assert calls == {"attention": 1, "edge_update": 1}, "a kernel ran although switched off"
+        ref = layers(x, e)
+    assert calls == expected, "a kernel ran although switched off"
 torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 print("same numbers")
 """

@@ -2,7 +2,8 @@
 
 The layers' per-edge chain (gather, add, activation, weighted sum over neighbours) runs as
 one pass per edge instead of one PyTorch operator per step: ``bench/predict.py`` measures
-what that gains. They are used only where they give the same numbers as the layers written
+what that gains in the surrogates, ``bench/charge_model_speed.py`` in the charge model
+(CGConv's gated message, summed, with its BatchNorm and residual). They are used only where they give the same numbers as the layers written
 in PyTorch (within float32 rounding): CPU, float32, no gradients, evaluation mode, the
 shards' regular neighbour layout. Everything else, and every machine where they cannot be
 built, runs the PyTorch layers.

@@ -43,6 +43,14 @@ inline Vec softplus(Vec u) {
   return at::vec::fmadd(series, s, at::vec::maximum(u, Vec(0.f)));
 }
 
+// sigmoid(g) = 1 / (1 + exp(-g)), with -g held within ±80 so that exp(-g) and its reciprocal
+// stay normal floats (e^80 = 5.5e34; denormals are many times slower): beyond, the result
+// differs from 0 or 1 by less than e^-80. exp_u20 turns NaN into a number; NaN is put back.
+inline Vec sigmoid(Vec g) {
+  const Vec e = at::vec::clamp(Vec(0.f) - g, Vec(-80.f), Vec(80.f)).exp_u20();
+  return Vec::blendv(Vec(1.f) / (Vec(1.f) + e), g, g.isnan());
+}
+
 inline Vec load(const float* p, int64_t count) {
   return count == kLanes ? Vec::loadu(p) : Vec::loadu(p, count);
 }
@@ -184,7 +192,57 @@ torch::Tensor attention(torch::Tensor A, torch::Tensor B, torch::Tensor P, torch
   return out;
 }
 
+// CGConv, aggregated, with its evaluation-mode BatchNorm and residual: A, B, P are 2C wide
+// (gate channels, then core channels) and
+//   out[n] = x[n] + scale ⊙ Σ_k sigmoid(u_nk[:C]) ⊙ softplus(u_nk[C:]) + shift.
+// Each chunk of C sums its K edges in one register; no E×C message exists.
+torch::Tensor cgconv(torch::Tensor A, torch::Tensor B, torch::Tensor P, torch::Tensor src,
+                     int64_t K, torch::Tensor x, torch::Tensor scale, torch::Tensor shift) {
+  check_inputs(A, B, P, src, K);
+  const int64_t N = B.size(0), C2 = B.size(1), C = C2 / 2;
+  TORCH_CHECK(C2 % 2 == 0 && x.dim() == 2 && x.size(0) == N && x.size(1) == C &&
+                  x.is_contiguous() && x.scalar_type() == at::kFloat,
+              "fused cgconv: x must be N×C float32 with A, B, P N×2C");
+  for (const torch::Tensor* t : {&scale, &shift}) {
+    TORCH_CHECK(t->dim() == 1 && t->size(0) == C && t->is_contiguous() &&
+                    t->scalar_type() == at::kFloat,
+                "fused cgconv: scale and shift must be C float32");
+  }
+  torch::Tensor out = torch::empty({N, C}, x.options());
+  const float* a = A.data_ptr<float>();
+  const float* b = B.data_ptr<float>();
+  const float* p = P.data_ptr<float>();
+  const int64_t* s = src.data_ptr<int64_t>();
+  const float* x_in = x.data_ptr<float>();
+  const float* norm_scale = scale.data_ptr<float>();
+  const float* norm_shift = shift.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  at::parallel_for(0, N, kAtomsPerTask, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      const float* b_row = b + n * C2;
+      for (int64_t c = 0; c < C; c += kLanes) {
+        const int64_t count = std::min(kLanes, C - c);
+        const Vec b_gate = load(b_row + c, count);
+        const Vec b_core = load(b_row + C + c, count);
+        Vec sum(0.f);
+        for (int64_t edge = n * K; edge < (n + 1) * K; ++edge) {
+          const float* a_row = a + s[edge] * C2;
+          const float* p_row = p + edge * C2;
+          const Vec gate = load(a_row + c, count) + b_gate + load(p_row + c, count);
+          const Vec core = load(a_row + C + c, count) + b_core + load(p_row + C + c, count);
+          sum = at::vec::fmadd(sigmoid(gate), softplus(core), sum);
+        }
+        const Vec normed =
+            at::vec::fmadd(sum, load(norm_scale + c, count), load(norm_shift + c, count));
+        store(load(x_in + n * C + c, count) + normed, o + n * C + c, count);
+      }
+    }
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("edge_update", &edge_update, "EdgeConv per-edge update, fused (inference)");
   m.def("attention", &attention, "neighbour attention, fused (inference)");
+  m.def("cgconv", &cgconv, "CGConv with its BatchNorm and residual, fused (inference)");
 }

@@ -18,7 +18,7 @@ softmax is a softmax over one axis, and the weighted sum of messages is one batc
 product instead of a multiply and a scatter. Other graphs take PyG's ``propagate``.
 
 For inference on CPU, :mod:`mofsieve.fused` goes one step further where it can be built:
-EdgeConv's and the attention layers' per-edge chain (gather, add, activation, neighbour
+CGConv's, EdgeConv's and the attention layers' per-edge chain (gather, add, activation, neighbour
 softmax, weighted sum) runs as one compiled pass per edge, and the matrix products stay
 here (:meth:`PairProjection.parts`). :func:`fused_kernels` decides when: evaluation mode,
 no gradients, float32 CPU tensors in the regular layout. The PyTorch code here is the
@@ -206,6 +206,10 @@ class CGConv(MessagePassing):
                g(z_{ijk} W_s + b_s)\Big), \qquad z_{ijk} = v_i \oplus v_j \oplus e_{ijk}
 
     The per-channel sigmoid gate weighs each neighbour independently (no normalisation).
+    For inference on CPU (:func:`fused_kernels`) the gate, message, sum over neighbours,
+    BatchNorm (its evaluation-mode affine) and residual run as one compiled pass
+    (``cgconv`` in :mod:`mofsieve.fused`, same numbers); ``bench/charge_model_speed.py``
+    measures it in the charge model, whose three layers these are.
     """
 
     def __init__(self, channels: int, edge_dim: int) -> None:
@@ -224,6 +228,22 @@ class CGConv(MessagePassing):
         self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, degree: int | None = None
     ) -> Tensor:
         n = x.size(0)
+        kernels = fused_kernels(x, degree, self.training)
+        # Without running statistics BatchNorm normalises by the batch's own, even in
+        # evaluation mode: no fixed affine for the kernel to apply.
+        if kernels is not None and self.norm.running_mean is not None:
+            scale, shift = batch_norm_affine(self.norm)
+            node_j, node_i, edge_term = self.pair.parts(x, edge_attr)
+            return kernels.cgconv(
+                node_j,
+                node_i,
+                edge_term,
+                edge_index[0].contiguous(),
+                degree,
+                x.contiguous(),
+                scale.contiguous(),
+                shift.contiguous(),
+            )
         zw = self.pair(x, edge_attr, edge_index, degree)
         if degree:
             aggregated = self.message(zw).view(n, degree, -1).sum(dim=1)
