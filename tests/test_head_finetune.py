@@ -118,6 +118,18 @@ def test_head_with_an_added_descriptor_learns_it_on_frozen_graph_layers(source, 
     card = (tuned / "MODEL_CARD.md").read_text()
     assert "only the head was trained" in card and "`void_fraction_geometric`" in card
 
+    # fine-tuned again, every layer: the card follows the chain back to the first model
+    again = tmp_path / "again"
+    args = _train_args(source["graphs"], source["labels"], again, "--init-from", str(tuned),
+                       "--epochs", "1")  # fmt: skip
+    assert main(args) == 0
+    record = read_model(again).metadata["training"]["init_from"]
+    assert record["source_init_from"]["path"] == str(source["model"])
+    assert record["source_init_from"]["added_global_features"] == list(ADDED)
+    card = (again / "MODEL_CARD.md").read_text()
+    assert f"`{tuned}` was itself fine-tuned from `{source['model']}`" in card
+    assert "its head given 1 new descriptors; that model's training: epochs run [4, 4]" in card
+
 
 def test_a_model_with_added_descriptors_refuses_shards_without_them(source, tmp_path, caplog):
     tuned = tmp_path / "tuned"

@@ -200,6 +200,24 @@ def uncertainty_section(spec: ModelSpec) -> list[str]:
     return lines
 
 
+def _source_training_text(before: dict[str, Any] | None) -> str:
+    """A source model's training (``init_from.source_training``) in a few words, or ""."""
+    if not before or not before.get("epochs_run"):
+        return ""
+    cap = before.get("max_atoms_train")
+    return (
+        f"epochs run {before['epochs_run']} (best {before['best_epochs']}), "
+        f"{before.get('seconds_per_epoch_mean') or 0:.3g} s per epoch on "
+        f"{before.get('threads')} {before.get('device')} thread(s)"
+        + (
+            f", crystals of more than {cap} atoms left out of its training "
+            f"({before.get('n_train_over_atom_cap')})"
+            if cap
+            else ""
+        )
+    )
+
+
 def _finetune_lines(tr: dict[str, Any]) -> list[str]:
     """The card's lines on a warm start (``mofsieve train --init-from``), if this was one."""
     src = tr.get("init_from")
@@ -224,21 +242,21 @@ def _finetune_lines(tr: dict[str, Any]) -> list[str]:
                 else "."
             )
         )
-    before = src.get("source_training") or {}
-    if before.get("epochs_run"):
-        cap = before.get("max_atoms_train")
+    own = _source_training_text(src.get("source_training"))
+    if own:
+        lines.append(f"- The source's own training: {own}.")
+    chain = src.get("source_init_from")
+    while chain:  # the source was fine-tuned itself: say from what, back to the first
+        added = chain.get("added_global_features")
+        before = _source_training_text(chain.get("source_training"))
         lines.append(
-            f"- The source's own training: epochs run {before['epochs_run']} (best "
-            f"{before['best_epochs']}), {before.get('seconds_per_epoch_mean') or 0:.0f} s per "
-            f"epoch on {before.get('threads')} {before.get('device')} thread(s)"
-            + (
-                f", crystals of more than {cap} atoms left out of its training "
-                f"({before.get('n_train_over_atom_cap')})"
-                if cap
-                else ""
-            )
+            f"- `{src['path']}` was itself fine-tuned from `{chain['path']}` (model.json sha1 "
+            f"{chain['model_json_sha1'][:12]})"
+            + (f", its head given {len(added)} new descriptors" if added else "")
+            + (f"; that model's training: {before}" if before else "")
             + "."
         )
+        src, chain = chain, chain.get("source_init_from")
     sources = tr.get("label_sources")
     if sources and sources.get("simulated"):
         sim = sources["simulated"]

@@ -78,10 +78,15 @@ class WarmStart:
             "target": self.spec.target.name,
             "n_new_train": n_new_train,
             **({"added_global_features": list(self.added_globals)} if self.added_globals else {}),
+            # how the source itself came to be, when it was fine-tuned too (the chain)
+            **({"source_init_from": source_init} if (source_init := self._source_init()) else {}),
             "source_training": {
                 key: self.spec.metadata.get("training", {}).get(key) for key in SOURCE_TRAINING_KEYS
             },
         }
+
+    def _source_init(self) -> dict[str, Any] | None:
+        return self.spec.metadata.get("training", {}).get("init_from")
 
     def set_added_scaling(self, mean: Any, std: Any) -> None:
         """Standardisation of the added descriptors (training-split statistics, one value
