@@ -302,8 +302,9 @@ def test_train_refuses_shards_without_the_columns(mof_graphs, tmp_path, caplog):
 
 
 def test_format_1_shard_and_shipped_models_predict_the_same_bits(monkeypatch):
-    """A shard written by mofsieve before format 2 and the shipped AE-CGCNN models give
-    exactly the outputs that code gave (tests/data/legacy/make_legacy_reference.py)."""
+    """A shard written by mofsieve before format 2 and the AE-CGCNN models shipped then (v1,
+    kept in tests/data/legacy/models) give exactly the outputs that code gave
+    (tests/data/legacy/make_legacy_reference.py)."""
     monkeypatch.setenv("MOFSIEVE_FUSED_KERNELS", "0")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -324,7 +325,7 @@ def _check_legacy_predictions() -> None:
     reader = ShardReader(shard, in_memory=True)
     assert reader.ids == want["mof_ids"] and reader.params.columns == ()
     for name in ("co2_298K_0.15bar", "co2_298K_16bar"):
-        predictor = Predictor(REPO / "models" / name, "cpu")
+        predictor = Predictor(LEGACY / "models" / name, "cpu")
         assert predictor.spec.architecture == "AECGCNN"
         names = reader.params.global_feature_names
         index = [names.index(n) for n in predictor.params.global_feature_names]

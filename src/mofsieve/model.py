@@ -290,6 +290,17 @@ class CrystalRegressor(nn.Module):
         """Standardised predictions (G,) from the pooled crystal vectors and descriptors."""
         return self.head_output(self.head_inputs(pooled, data))
 
+    def forward(
+        self, data: Any, return_atom_weights: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor | None]:
+        """Standardised predictions (G,); with ``return_atom_weights`` also the readout's
+        per-atom weights (N,), None unless the readout is attention pooling."""
+        pooled, atom_weights = self.crystal_vectors(data)
+        out = self.head(pooled, data)
+        if return_atom_weights:
+            return out, atom_weights
+        return out
+
     def crystal_vectors(self, data: Any) -> tuple[Tensor, Tensor | None]:
         """The graph trunk: pooled crystal vectors (G×F) and the readout's per-atom weights."""
         raise NotImplementedError
@@ -349,17 +360,6 @@ class AECGCNN(CrystalRegressor):
 
     def atom_inputs(self, data: Any) -> Tensor:
         return self.add_charge(self.embed(data.z), data)
-
-    def forward(
-        self, data: Any, return_atom_weights: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor | None]:
-        """Standardised predictions (G,); with ``return_atom_weights`` also the readout's
-        per-atom weights (N,), None unless the readout is attention pooling."""
-        pooled, atom_weights = self.crystal_vectors(data)
-        out = self.head(pooled, data)
-        if return_atom_weights:
-            return out, atom_weights
-        return out
 
     def crystal_vectors(self, data: Any) -> tuple[Tensor, Tensor | None]:
         num_graphs = int(data.num_graphs)

@@ -205,17 +205,6 @@ class OCrystalNet(CrystalRegressor):
         m = self.aggregate(e, edge_index, n)
         return F.mish(self.node_out(torch.cat([m, h, h0], dim=-1)))
 
-    def forward(
-        self, data: Any, return_atom_weights: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor | None]:
-        """Standardised predictions (G,); with ``return_atom_weights`` also the readout's
-        per-atom weights (N,), None unless the readout is attention pooling."""
-        pooled, atom_weights = self.crystal_vectors(data)
-        out = self.head(pooled, data)
-        if return_atom_weights:
-            return out, atom_weights
-        return out
-
     def crystal_vectors(self, data: Any) -> tuple[Tensor, Tensor | None]:
         if getattr(data, "multiplicity", None) is not None:
             raise ValueError("OCrystalNet runs on every atom: merged (multiplicity) batches")

@@ -10,7 +10,9 @@ Run with that commit's sources first on the path::
 the shipped models need (their 12 descriptors). ``predictions.json``: for each shipped model,
 every member's raw output (standardised, float32 as hex) and the ensemble mean per MOF, as
 ``Predictor`` computes them with equivalent atoms merged and fused kernels off; the test
-requires today's code to give the very same bits.
+requires today's code to give the very same bits. Those models (v1, weights unchanged since)
+were replaced in ``models/`` by version 2; the test reads them from ``models/`` here, copied
+from commit 9b4eff7.
 """
 
 from __future__ import annotations
