@@ -274,3 +274,13 @@ def test_shards_charged_by_the_charge_model_may_fine_tune_a_source_trained_on_ci
     assert main(args) == 3
     assert "charges='cif' but the model expects charges='cif_or_model'" in caplog.text
     assert not (back / "model.json").exists()
+
+
+def test_adding_a_descriptor_the_shards_lack_is_refused(source, tmp_path, caplog):
+    out = tmp_path / "tuned"
+    args = _train_args(source["graphs"], source["labels"], out, "--init-from",
+                       str(source["model"]), "--global-features", *SOURCE_GLOBALS,
+                       "surface_area_m2_g_geometric", "--train-only", "head")  # fmt: skip
+    assert main(args) == 3
+    assert "lack global features ['surface_area_m2_g_geometric']" in caplog.text
+    assert not (out / "model.json").exists()

@@ -39,16 +39,10 @@ def ensemble_predictions(
     )
 
 
-def charged_globals(global_features: Sequence[str]) -> list[int]:
-    """Positions of the descriptors made from partial charges among ``global_features``."""
-    from mofsieve.descriptors.energy_grid import CHARGED_DESCRIPTORS
-
-    return [i for i, name in enumerate(global_features) if name in CHARGED_DESCRIPTORS]
-
-
 def without_charges(datas: Sequence[Any], charged: Sequence[int] = ()) -> list[Any]:
     """Copies of ``datas`` as featurization makes crystals without partial charges: charges
-    NaN, and the global descriptors at positions ``charged`` (:func:`charged_globals`, made
+    NaN, and the global descriptors at positions ``charged``
+    (:func:`mofsieve.descriptors.energy_grid.charged_globals`, made
     from charges) NaN too."""
     out = [d.clone() for d in datas]
     for d in out:
@@ -93,6 +87,8 @@ def evaluate_ensemble(
     def clip(values: np.ndarray) -> np.ndarray:
         # as `mofsieve predict` does: the ensemble mean (or a member's value) is clipped
         return values if clip_min is None else np.clip(values, clip_min, None)
+
+    from mofsieve.descriptors.energy_grid import charged_globals
 
     hidden = charged_globals(getattr(members[0].config, "global_features", ()))
     test_preds = predict(test_data)

@@ -186,6 +186,12 @@ def multiplicity(data: Any) -> Tensor | None:
     return getattr(data, "multiplicity", None)
 
 
+def descriptor_scaling(descriptors: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation per column of raw descriptors (G×D), NaN left out."""
+    mean = torch.nanmean(descriptors, dim=0)
+    return mean, torch.sqrt(torch.nanmean((descriptors - mean) ** 2, dim=0)).clamp_min(1e-6)
+
+
 class CrystalRegressor(nn.Module):
     """What every architecture shares around its graph layers: the optional partial-charge
     term of the atom input, the crystal descriptors (cell, shard globals) standardised by
@@ -241,8 +247,7 @@ class CrystalRegressor(nn.Module):
 
     def fit_descriptor_scaling(self, descriptors: Tensor) -> None:
         """Set the standardisation buffers from the training set's raw descriptors (G×D)."""
-        mean = torch.nanmean(descriptors, dim=0)
-        std = torch.sqrt(torch.nanmean((descriptors - mean) ** 2, dim=0)).clamp_min(1e-6)
+        mean, std = descriptor_scaling(descriptors)
         n_cell = self.cell_mean.numel()
         self.cell_mean.copy_(mean[:n_cell])
         self.cell_std.copy_(std[:n_cell])
@@ -270,7 +275,7 @@ class CrystalRegressor(nn.Module):
     def _hide_charged_descriptors(self, descriptors: Tensor, hidden: Tensor) -> Tensor:
         """``descriptors`` with those made from partial charges NaN for the crystals whose
         charges the training step hid, as featurization leaves a crystal without charges."""
-        from mofsieve.evaluation import charged_globals
+        from mofsieve.descriptors.energy_grid import charged_globals
 
         charged = charged_globals(self.config.global_features)
         if not charged:

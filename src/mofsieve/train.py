@@ -310,13 +310,6 @@ def train(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"no graph shards in {args.graphs}")
     if warm is not None:
         params, config = warm.check_graphs(readers), warm.config  # shard by shard
-        missing = [
-            n
-            for n in warm.added_globals
-            if n not in shard_featurization(readers).global_feature_names
-        ]
-        if missing:
-            raise ValueError(f"the shards lack the added global features {missing}")
     else:
         params = shard_featurization(readers)
         config = model_config(args, params.global_feature_names)
@@ -361,7 +354,7 @@ def train(args: argparse.Namespace) -> None:
             )
     if args.train_only == "head":
         fitted = [fit_warm_head(k, warm, config, settings, train_data, val_data, y_val, y_mean,
-                                y_std, device) for k in (args.members or range(args.ensemble))]  # fmt: skip
+                                y_std, device) for k in range(args.ensemble)]  # fmt: skip
     else:
         fitted = [
             fit_member(k, config, settings, train_data, val_data, y_val, y_mean, y_std,
@@ -471,12 +464,9 @@ def descriptor_statistics(config: Any, train_data: list[Any]) -> Any:
 def added_scaling(config: Any, train_data: list[Any], n_added: int) -> tuple[Any, Any]:
     """Mean and standard deviation over the training split of the last ``n_added`` global
     descriptors (those a fine-tuning run adds), as :meth:`fit_descriptor_scaling` sets them."""
-    import torch
+    from mofsieve.model import descriptor_scaling
 
-    added = descriptor_statistics(config, train_data)[:, -n_added:]
-    mean = torch.nanmean(added, dim=0)
-    std = torch.sqrt(torch.nanmean((added - mean) ** 2, dim=0)).clamp_min(1e-6)
-    return mean, std
+    return descriptor_scaling(descriptor_statistics(config, train_data)[:, -n_added:])
 
 
 def fit_warm_head(
@@ -484,7 +474,7 @@ def fit_warm_head(
     y_val: np.ndarray, y_mean: float, y_std: float, device: Any,
 ) -> tuple[Any, dict[str, Any]]:  # fmt: skip
     """Member ``k`` of the source with its head trained again (:mod:`mofsieve.head_fit`)."""
-    from mofsieve.evaluation import charged_globals
+    from mofsieve.descriptors.energy_grid import charged_globals
     from mofsieve.head_fit import fit_head
     from mofsieve.model import build_model
 

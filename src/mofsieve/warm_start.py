@@ -54,13 +54,17 @@ class WarmStart:
     added_globals: tuple[str, ...] = ()  # descriptors the fine-tuned head reads in addition
 
     def check_graphs(self, readers: Sequence[Any]) -> Any:
-        """The featurization of the fine-tuned model: the source's, except that shards whose
+        """The featurization of the fine-tuned model: the source's, with the descriptors its
+        head adds (:func:`added_global_features`), except that shards whose
         CIFs without charges got the charge model's (``charges: cif_or_model``) may fine-tune
         a source trained on CIF charges (a CIF with charges gives the same graph either way).
         :class:`FeaturizationMismatch` unless every shard fits."""
         from mofsieve.featurization_params import CHARGES_FROM_CIF
 
         wanted = self.spec.featurization
+        wanted = replace(
+            wanted, global_feature_names=wanted.global_feature_names + self.added_globals
+        )
         charges = {reader.params.charges for reader in readers}
         if wanted.charges == CHARGES_FROM_CIF and charges == {"cif_or_model"}:
             wanted = replace(wanted, charges="cif_or_model")

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +71,12 @@ CHARGED_DESCRIPTORS: tuple[str, ...] = (
     "co2_lj_coulomb_min_energy_kj_mol",
 )
 ENERGY_DESCRIPTORS: tuple[str, ...] = LJ_DESCRIPTORS + CHARGED_DESCRIPTORS
+
+
+def charged_globals(global_features: Sequence[str]) -> list[int]:
+    """Positions of the descriptors made from partial charges among ``global_features``."""
+    return [i for i, name in enumerate(global_features) if name in CHARGED_DESCRIPTORS]
+
 
 GAS_CONSTANT = 8.314462618  # J mol⁻¹ K⁻¹
 K_TO_KJ_MOL = GAS_CONSTANT / 1000.0
