@@ -1,4 +1,5 @@
-"""What the fused CGConv kernel gains in the shipped charge model, per CIF, on one CPU thread.
+"""What the fused CGConv kernel and merging equivalent atoms gain in the shipped charge model,
+per CIF, on one CPU thread.
 
     .venv/bin/python bench/charge_model_speed.py [--n 100] [--repeats 7] [--cpu 0]
 
@@ -6,12 +7,13 @@ The first ``--n`` CIFs of ``../shared/data/core2019-co2/cifs.tar.xz`` (CoRE MOF 
 charge model can charge (its elements, a neighbour graph) go through
 ``load_charge_model().predict(crystal, edges)``, the call ``featurize --charges cif_or_model``
 makes for every CIF without charges, with the neighbour graphs built once beforehand (the
-featurizer has them already). Twice per repeat, alternating: with the fused CPU kernels of
-:mod:`mofsieve.fused` (its three CGConv layers in one compiled pass per edge each) and with
-them switched off (PyTorch operators only). One process pinned to one core (``--cpu``), torch
-on one thread; the median of ``--repeats`` runs is kept, CPU time of this thread (the steady
-figure on a shared machine) and wall time. Last: the largest charge difference between the
-two, which should be float32 rounding (~1e-6 e).
+featurizer has them already). Three times per repeat, alternating: as ``predict`` runs it
+(the network once per set of atoms its three layers cannot tell apart, :mod:`mofsieve.symmetry`,
+with the fused CPU kernels of :mod:`mofsieve.fused`), on every atom with the fused kernels
+(``every_atom=True``), and on every atom with PyTorch operators only. One process pinned to one
+core (``--cpu``), torch on one thread; the median of ``--repeats`` runs is kept, CPU time of
+this thread (the steady figure on a shared machine) and wall time. Last: the largest charge
+differences from the PyTorch run, which should be float32 rounding (~1e-6 e).
 """
 
 from __future__ import annotations
@@ -58,12 +60,14 @@ def chargeable_crystals(model: ChargeModel, count: int) -> list[tuple[Crystal, E
     return found
 
 
-def charge_all(model: ChargeModel, crystals: list[tuple[Crystal, Edges]]) -> tuple:
+def charge_all(
+    model: ChargeModel, crystals: list[tuple[Crystal, Edges]], every_atom: bool
+) -> tuple:
     """(CPU s, wall s, charges of each crystal)."""
     charges = []
     cpu, wall = time.thread_time(), time.perf_counter()
     for crystal, edges in crystals:
-        charges.append(model.predict(crystal, edges))
+        charges.append(model.predict(crystal, edges, every_atom=every_atom))
     return time.thread_time() - cpu, time.perf_counter() - wall, charges
 
 
@@ -91,28 +95,35 @@ def main() -> int:
         for crystal, edges in crystals
     )
 
-    runs: dict[str, list[tuple[float, float]]] = {"fused": [], "pytorch": []}
+    modes = ("pytorch", "fused", "merged")
+    runs: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
     charges: dict[str, list[np.ndarray]] = {}
-    for _ in range(args.repeats):  # alternating, so that load on the machine hits both alike
-        cpu, wall, charges["fused"] = charge_all(model, crystals)
+    for _ in range(args.repeats):  # alternating, so that load on the machine hits all alike
+        cpu, wall, charges["merged"] = charge_all(model, crystals, every_atom=False)
+        runs["merged"].append((cpu, wall))
+        cpu, wall, charges["fused"] = charge_all(model, crystals, every_atom=True)
         runs["fused"].append((cpu, wall))
         with fused.switched_off():
-            cpu, wall, charges["pytorch"] = charge_all(model, crystals)
+            cpu, wall, charges["pytorch"] = charge_all(model, crystals, every_atom=True)
         runs["pytorch"].append((cpu, wall))
 
-    largest = max(
-        float(np.abs(a - b).max())
-        for a, b in zip(charges["fused"], charges["pytorch"], strict=True)
-    )
     print(f"{n} CoRE MOF 2019 CIFs, {np.median(atoms):.0f} atoms median (max {max(atoms)}), "
           f"{regular} with the regular 12-neighbour graph the kernel needs; charge model "
           f"{model.name}, one thread, {args.repeats} repeats alternating")  # fmt: skip
-    print(f"{'ms per CIF (median run)':<26}{'PyTorch':>10}{'fused':>10}{'ratio':>9}")
+    print("ms per CIF (median run): PyTorch = every atom, PyTorch operators; fused = every atom,")
+    print("fused kernels; merged = once per set of equivalent atoms, fused kernels (as predict)")
+    print(f"{'':<12}{'PyTorch':>10}{'fused':>10}{'merged':>10}{'fused/PyTorch':>15}"
+          f"{'merged/PyTorch':>16}")  # fmt: skip
     for label, column in (("CPU time", 0), ("wall time", 1)):
-        plain = statistics.median(r[column] for r in runs["pytorch"]) * 1000 / n
-        fast = statistics.median(r[column] for r in runs["fused"]) * 1000 / n
-        print(f"{label:<26}{plain:>10.2f}{fast:>10.2f}{plain / fast:>8.2f}x")
-    print(f"max |Δcharge| fused vs PyTorch: {largest:.2e} e over {sum(atoms)} atoms")
+        ms = {m: statistics.median(r[column] for r in runs[m]) * 1000 / n for m in modes}
+        print(f"{label:<12}{ms['pytorch']:>10.2f}{ms['fused']:>10.2f}{ms['merged']:>10.2f}"
+              f"{ms['pytorch'] / ms['fused']:>14.2f}x{ms['pytorch'] / ms['merged']:>15.2f}x")  # fmt: skip
+    for mode in ("fused", "merged"):
+        largest = max(
+            float(np.abs(a - b).max())
+            for a, b in zip(charges[mode], charges["pytorch"], strict=True)
+        )
+        print(f"max |Δcharge| {mode} vs PyTorch: {largest:.2e} e over {sum(atoms)} atoms")
     return 0
 
 

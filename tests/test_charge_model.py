@@ -88,6 +88,31 @@ def test_shipped_model_charges_real_chargeless_mofs(shipped_model) -> None:
     assert np.mean(seen["H"]) > 0.05
 
 
+def test_equivalent_atoms_are_charged_once_as_if_every_atom_were(shipped_model) -> None:
+    """The network runs on one atom per set its layers cannot tell apart (fewer rows on real
+    symmetric MOFs), every atom of a set gets the same charge, and the charges are those of
+    the network run on every atom, to float32 rounding."""
+    rows_seen: list[int] = []
+    hook = shipped_model.network.embedding.register_forward_hook(
+        lambda module, inputs, output: rows_seen.append(int(inputs[0].numel()))
+    )
+    try:
+        atoms, rows = 0, 0
+        for _, data in _core_mof_cifs(6, max_atoms=300):
+            crystal = parse_cif(data)
+            merged = shipped_model.predict(crystal)
+            every = shipped_model.predict(crystal, every_atom=True)
+            assert rows_seen[-1] == crystal.n_atoms  # the every-atom run
+            atoms, rows = atoms + crystal.n_atoms, rows + rows_seen[-2]
+            np.testing.assert_allclose(merged, every, atol=2e-6, rtol=0)
+            assert abs(merged.sum()) < 1e-9
+            # identical charges come in whole sets: as many distinct values as rows run
+            assert len(np.unique(merged)) <= rows_seen[-2]
+    finally:
+        hook.remove()
+    assert rows < 0.6 * atoms, f"{rows} rows run for {atoms} atoms: nothing merged"
+
+
 def test_shipped_model_reproduces_held_out_cif_charges(shipped_model, shared_core) -> None:
     """Per-atom MAE on MOFs of the model's test split (never trained on) against the CIFs'
     own charges: the model card's figure, checked on a sample."""

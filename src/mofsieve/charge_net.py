@@ -59,8 +59,13 @@ class ChargeNet(nn.Module):
         batch: torch.Tensor,
         num_graphs: int,
         total_charge: torch.Tensor | None = None,
+        multiplicity: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Charges (N,) whose sum over each crystal is ``total_charge`` (default 0)."""
+        """Charges (N,) whose sum over each crystal is ``total_charge`` (default 0).
+
+        ``multiplicity``: how many atoms each row stands for, when the graph has one row per
+        set of atoms the layers cannot tell apart (:mod:`mofsieve.symmetry`); the sums of the
+        neutralisation count each row that many times."""
         edge_attr = self.expansion(edge_dist)
         degree = regular_degree(edge_index[1], z.size(0))
         x = self.embedding(z)
@@ -68,10 +73,13 @@ class ChargeNet(nn.Module):
             x = conv(x, edge_index, edge_attr, degree)
         raw, softness_logit = self.head(x).unbind(-1)
         softness = nn.functional.softplus(softness_logit) + 1e-3
-        excess = scatter(raw, batch, dim=0, dim_size=num_graphs, reduce="sum")
+        counted_raw, counted_softness = raw, softness
+        if multiplicity is not None:
+            counted_raw, counted_softness = raw * multiplicity, softness * multiplicity
+        excess = scatter(counted_raw, batch, dim=0, dim_size=num_graphs, reduce="sum")
         if total_charge is not None:
             excess = excess - total_charge
-        share = scatter(softness, batch, dim=0, dim_size=num_graphs, reduce="sum")
+        share = scatter(counted_softness, batch, dim=0, dim_size=num_graphs, reduce="sum")
         return raw - softness * (excess / share)[batch]
 
 

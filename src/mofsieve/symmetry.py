@@ -19,7 +19,7 @@ between symmetry-equivalent sites, so charged structures merge little (1.1× on 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -87,6 +87,37 @@ def atom_colours(
     return colour
 
 
+@dataclass(frozen=True)
+class Representatives:
+    """One row per colour: the atoms kept (each colour's first, in the original order), the
+    row of every atom (for spreading per-row results back) and how many atoms a row stands
+    for."""
+
+    atoms: np.ndarray
+    atom_to_row: np.ndarray
+    multiplicity: np.ndarray
+
+    def edges(
+        self, edge_src: np.ndarray, edge_dst: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(keep, src_rows, dst_rows)``: which edges the representatives keep (their own,
+        in the original order) and their ends renumbered to rows."""
+        is_representative = np.zeros(self.atom_to_row.shape[0], dtype=bool)
+        is_representative[self.atoms] = True
+        keep = is_representative[edge_dst]
+        return keep, self.atom_to_row[edge_src[keep]], self.atom_to_row[edge_dst[keep]]
+
+
+def representatives(colour: np.ndarray) -> Representatives:
+    """The rows of the merged graph for the colours ``colour`` (:func:`atom_colours`)."""
+    _, first = np.unique(colour, return_index=True)
+    atoms = np.sort(first)
+    row_of_colour = np.empty(len(atoms), dtype=np.int64)
+    row_of_colour[colour[atoms]] = np.arange(len(atoms))
+    atom_to_row = row_of_colour[colour]
+    return Representatives(atoms, atom_to_row, np.bincount(atom_to_row, minlength=len(atoms)))
+
+
 def merge_equivalent_atoms(
     graph: CrystalGraph, rounds: int
 ) -> tuple[CrystalGraph, np.ndarray, np.ndarray]:
@@ -100,25 +131,19 @@ def merge_equivalent_atoms(
     colour = atom_colours(
         graph.atomic_number, graph.charge, graph.edge_src, graph.edge_dst, graph.edge_dist, rounds
     )
-    _, first = np.unique(colour, return_index=True)
-    representatives = np.sort(first)
-    row_of_colour = np.empty(len(representatives), dtype=np.int64)
-    row_of_colour[colour[representatives]] = np.arange(len(representatives))
-    atom_to_row = row_of_colour[colour]
-    multiplicity = np.bincount(atom_to_row, minlength=len(representatives))
-    if len(representatives) == graph.n_atoms:
-        return graph, multiplicity, atom_to_row
-    is_representative = np.zeros(graph.n_atoms, dtype=bool)
-    is_representative[representatives] = True
-    keep = is_representative[graph.edge_dst]
+    rows = representatives(colour)
+    if len(rows.atoms) == graph.n_atoms:
+        return graph, rows.multiplicity, rows.atom_to_row
+    keep, src, dst = rows.edges(graph.edge_src, graph.edge_dst)
+    kept = rows.atoms
     merged = replace(
         graph,
-        atomic_number=graph.atomic_number[representatives],
-        charge=graph.charge[representatives],
-        frac_coords=graph.frac_coords[representatives],
-        edge_src=atom_to_row[graph.edge_src[keep]].astype(graph.edge_src.dtype),
-        edge_dst=atom_to_row[graph.edge_dst[keep]].astype(graph.edge_dst.dtype),
+        atomic_number=graph.atomic_number[kept],
+        charge=graph.charge[kept],
+        frac_coords=graph.frac_coords[kept],
+        edge_src=src.astype(graph.edge_src.dtype),
+        edge_dst=dst.astype(graph.edge_dst.dtype),
         edge_dist=graph.edge_dist[keep],
         edge_image=graph.edge_image[keep],
     )
-    return merged, multiplicity, atom_to_row
+    return merged, rows.multiplicity, rows.atom_to_row
