@@ -231,10 +231,14 @@ def _is_full(value: str) -> bool:
 
 def _partial_sites(block: gemmi.cif.Block, labels: list[str]) -> list[str]:
     """``label occupancy`` of every site whose occupancy is not 1 within its precision."""
-    values = [gemmi.cif.as_string(v) for v in block.find_values("_atom_site_occupancy")]
-    if len(values) != len(labels):
+    raw = list(block.find_values("_atom_site_occupancy"))
+    if len(raw) != len(labels):
         return []
-    return [f"{label} {v}" for label, v in zip(labels, values, strict=True) if not _is_full(v)]
+    # A CIF repeats a handful of values ("1", "1.0", "0.5") over thousands of sites: each
+    # distinct value is judged once.
+    value = {v: gemmi.cif.as_string(v) for v in set(raw)}
+    partial = {v for v, text in value.items() if not _is_full(text)}
+    return [f"{label} {value[v]}" for label, v in zip(labels, raw, strict=True) if v in partial]
 
 
 def _occupancy_note(
