@@ -166,14 +166,16 @@ def test_no_charge_model_stops_the_run_only_when_one_is_needed(
     charged = ["featurize", str(test_data / "checks" / "water_charged.cif"), "--jobs", "1"]
     # every CIF has its own charges: the model is never asked, never loaded
     assert main([*charged, "--out", str(tmp_path / "a"), "--charges", "cif_or_model"]) == 0
-    uncharged = ["featurize", str(test_data / "checks" / "clean.cif"), "--jobs", "1"]
-    out = tmp_path / "b"
-    assert main([*uncharged, "--out", str(out), "--charges", "cif_or_model"]) == 2
-    assert "--charges cif_or_model: no charge model in" in caplog.text
-    assert not list(out.glob("shard-*.h5")) and not list(out.glob("failures*.csv"))
+    for jobs in ("1", "2"):  # with workers too: loading it before the fork fails quietly
+        uncharged = ["featurize", str(test_data / "checks" / "clean.cif"), "--jobs", jobs]
+        out = tmp_path / f"b{jobs}"
+        caplog.clear()
+        assert main([*uncharged, "--out", str(out), "--charges", "cif_or_model"]) == 2
+        assert "--charges cif_or_model: no charge model in" in caplog.text
+        assert not list(out.glob("shard-*.h5")) and not list(out.glob("failures*.csv"))
 
 
-def test_two_workers_each_load_the_model_and_give_the_same_shard(
+def test_two_workers_share_the_model_loaded_before_the_fork_and_give_the_same_shard(
     tmp_path: Path, test_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mofsieve import charge_sources
@@ -186,7 +188,8 @@ def test_two_workers_each_load_the_model_and_give_the_same_shard(
         out = tmp_path / jobs
         argv = ["featurize", *inputs, "--out", str(out), "--shard-size", "2", "--jobs", jobs]
         assert main([*argv, "--charges", "cif_or_model"]) == 0
-        assert len(loaded) == (jobs == "1")  # with workers, they loaded it, not this process
+        # loaded here, also with workers: forked after it, they use this process's copy
+        assert len(loaded) == 1
         with h5py.File(out / "shard-00000.h5") as h5:
             shards[jobs] = h5["charge"][()]
     assert np.isfinite(shards["1"]).all()

@@ -297,6 +297,7 @@ def featurize_rows(
 
         bar = tqdm(total=len(rows), unit="cif", file=sys.stderr)
     if jobs > 1:
+        _load_before_fork(params)
         with multiprocessing.get_context("fork").Pool(jobs) as pool:
             outcomes: Iterable[_Outcome] = list(
                 _tick(pool.imap(_featurize_task, tasks, chunksize=8), bar)
@@ -314,6 +315,25 @@ def featurize_rows(
             if outcome[2] is not None:
                 result.frameworks.append(outcome[2])
     return result
+
+
+def _load_before_fork(params: FeaturizationParams) -> None:
+    """Load what every CIF will need once, in the parent: the forked workers share it instead
+    of each importing torch and loading the charge model and compiled kernels again."""
+    if params.charges != CHARGES_FROM_CIF:
+        from mofsieve import fused
+        from mofsieve.charge_sources import ChargeSourceError, charge_model
+
+        try:
+            charge_model(CHARGE_MODEL_DIR)
+        except ChargeSourceError:
+            pass  # the workers' first CIF without charges stops the run, saying why
+        fused.kernels()
+    if params.global_feature_names:
+        from mofsieve.descriptors import energy_native, native
+
+        native.kernels()
+        energy_native.kernel()
 
 
 def _tick(items: Iterable, bar) -> Iterable:
