@@ -17,6 +17,11 @@ The result goes into ``model.json`` (``calibration``, through :mod:`mofsieve.mod
 reliability plot (``reliability.png``: observed vs nominal coverage of central 10–90 %
 intervals, validation and test) and the model card; ``mofsieve predict`` then writes σ as
 ``uncertainty``. ``mofsieve train`` calibrates a new model the same way at its end.
+
+A multi-target model is calibrated per target, each on its own validation MOFs (those of the
+split with that target's label, read from the label column of the target's name), into that
+target's entry of ``model.json`` and ``reliability-<target>.png``; ``--target`` calibrates one
+of them, without it every one.
 """
 
 from __future__ import annotations
@@ -212,17 +217,23 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     return None if math.isnan(value) else value
 
 
-def record_calibration(model_dir: Path, calibration: Calibration | None) -> ModelSpec:
+def record_calibration(
+    model_dir: Path, calibration: Calibration | None, target: str | None = None
+) -> ModelSpec:
     """Write the reliability plot, ``model.json``'s calibration and the card (in this order:
-    ``model.json`` is the record, the card and plot are drawn from it)."""
-    from mofsieve.modelcard import reliability_plot, write_model_card
+    ``model.json`` is the record, the card and plot are drawn from it); ``target``: which
+    target of a multi-target model."""
+    from mofsieve.modelcard import reliability_plot, target_file_stem, write_model_card
     from mofsieve.modeldir import set_calibration
 
+    plot = model_dir / (
+        "reliability.png" if target is None else f"reliability-{target_file_stem(target)}.png"
+    )
     if calibration is not None:
-        reliability_plot(model_dir / "reliability.png", calibration)
+        reliability_plot(plot, calibration)
     else:
-        (model_dir / "reliability.png").unlink(missing_ok=True)
-    spec = set_calibration(model_dir, calibration)
+        plot.unlink(missing_ok=True)
+    spec = set_calibration(model_dir, calibration, target)
     if {"training", "metrics"} <= set(spec.metadata):
         write_model_card(model_dir / "MODEL_CARD.md", spec)
     else:  # not made by `mofsieve train`: no record to write a card from
@@ -245,7 +256,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--labels", required=True, type=Path, help="CSV with mof_id and the target column"
     )
-    parser.add_argument("--target", help="label column (default: the model's target)")
+    parser.add_argument(
+        "--target",
+        help="label column (default: the model's target); for a multi-target model, the "
+        "target to calibrate (default: every one, each from its own column)",
+    )
     parser.add_argument(
         "--method",
         default=AUTO,
@@ -265,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
 
     configure_cpu(args.threads)
     try:
-        calibration = calibrate_model_dir(
+        calibrations = calibrate_targets(
             args.model, args.graphs, args.labels, args.target, args.method, args.batch_atoms,
             args.device,
         )  # fmt: skip
@@ -275,8 +290,37 @@ def run(args: argparse.Namespace) -> int:
     except (ModelDirError, ShardFormatError, FileNotFoundError, KeyError, ValueError) as err:
         log.error("%s", err)
         return 2
-    log.info("wrote the calibration into %s: %s", args.model, calibration.describe())
+    for name, calibration in calibrations.items():
+        log.info("wrote the calibration of %s into %s: %s", name, args.model,
+                 calibration.describe())  # fmt: skip
     return 0
+
+
+def calibrate_targets(
+    model_dir: Path,
+    graphs: Sequence[str],
+    labels_path: Path,
+    target: str | None = None,
+    method: str = AUTO,
+    batch_atoms: int = 8000,
+    device: str = "auto",
+) -> dict[str, Calibration]:
+    """Calibrate a single-target model (``target``: its label column), or the targets of a
+    multi-target model (``target``: one of them; None: each); target name → calibration."""
+    from mofsieve.modeldir import read_model
+
+    spec = read_model(model_dir)
+    if not spec.is_multi_target:
+        cal = calibrate_model_dir(model_dir, graphs, labels_path, target, method, batch_atoms,
+                                  device)  # fmt: skip
+        return {spec.target.name: cal}
+    names = [spec.select(target).target.name] if target else list(spec.target_names)
+    return {
+        name: calibrate_model_dir(
+            model_dir, graphs, labels_path, name, method, batch_atoms, device
+        )  # fmt: skip
+        for name in names
+    }
 
 
 def calibrate_model_dir(
@@ -289,11 +333,14 @@ def calibrate_model_dir(
     device: str = "auto",
 ) -> Calibration:
     """Predict the model's validation and test splits (``split.csv``), fit the calibration on
-    validation, measure it on test, and record it in the model directory."""
+    validation, measure it on test, and record it in the model directory. A multi-target
+    model: ``target`` (required) is the target to calibrate and its label column."""
+    from mofsieve.modeldir import read_model
     from mofsieve.predict import Predictor, predict_ids
     from mofsieve.training_data import read_labels, read_split
 
-    predictor = Predictor(model_dir, device)
+    multi = read_model(model_dir).is_multi_target
+    predictor = Predictor(model_dir, device, target if multi else None)
     target = target or predictor.spec.target.name
     labels = read_labels(labels_path, target)
     split = read_split(model_dir / "split.csv")
@@ -320,7 +367,7 @@ def calibrate_model_dir(
     log.info("90 %% interval coverage: validation %.3f (n=%d), test %s (n=%d)",
              calibration.coverage_90_validation, calibration.n_validation,
              _fmt(calibration.coverage_90_test), calibration.n_test)  # fmt: skip
-    record_calibration(model_dir, calibration)
+    record_calibration(model_dir, calibration, target if multi else None)
     return calibration
 
 

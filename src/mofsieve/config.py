@@ -11,6 +11,7 @@ the source and the key.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 import shlex
@@ -197,6 +198,47 @@ def working_capacity_pressures(cfg: dict[str, Any]) -> tuple[str, str]:
 
 def model_dir(cfg: dict[str, Any], label: str) -> str:
     return cfg["models"][label.removesuffix("bar")]
+
+
+def model_target(cfg: dict[str, Any], label: str) -> str | None:
+    """The target that predict writes for the model ``label`` (``<pressure>bar``): for a
+    multi-target model folder (one folder may serve every pressure), the target whose
+    ``conditions.pressure_bar`` is the label's pressure; None for a single-target model, and
+    for a folder with no model yet (predict then refuses a multi-target one by itself). A
+    :class:`ConfigError` when the trained model predicts no target, or several, at that
+    pressure."""
+    directory = model_dir(cfg, label)
+    (spec,) = model_specs([directory]) or (None,)
+    if spec is None:
+        return None
+    pressure = float(label.removesuffix("bar"))
+    at_pressure = [
+        t.name
+        for t in spec.targets
+        if t.pressure_bar is not None and math.isclose(t.pressure_bar, pressure, rel_tol=1e-9)
+    ]
+    unknown = [t.name for t in spec.targets if t.pressure_bar is None]
+    if not spec.is_multi_target:
+        if not at_pressure and not unknown:  # a model of another pressure under this key
+            raise ConfigError(
+                f"models.{pressure_key(pressure)}: {directory} predicts {spec.target.name} at "
+                f"{spec.target.pressure_bar:g} bar, not {pressure:g} bar"
+            )
+        return None
+    if len(at_pressure) != 1:
+        pressures = [t.pressure_bar for t in spec.targets]
+        raise ConfigError(
+            f"models.{pressure_key(pressure)}: {directory} is a multi-target model with "
+            f"{len(at_pressure)} targets at {pressure:g} bar (its targets {list(spec.target_names)} "
+            f"are at {pressures} bar); it needs exactly one"
+        )
+    return at_pressure[0]
+
+
+def predict_target_arguments(cfg: dict[str, Any], label: str) -> list[str]:
+    """``mofsieve predict``'s ``--target NAME`` for the model ``label`` when its folder holds
+    a multi-target model (:func:`model_target`), else nothing."""
+    return option_words("--target", [t] if (t := model_target(cfg, label)) else [])
 
 
 def gcmc_pressures(cfg: dict[str, Any]) -> list[str]:

@@ -7,6 +7,12 @@ when the epoch or time budget has grown (a warm restart, recorded by :func:`lr_r
 A fine-tuned member (``train --init-from``) starts from the weights of its source member
 (``init_state``: every parameter and buffer, descriptor scaling and BatchNorm statistics
 included) instead of a random initialisation.
+
+A multi-target member (``y_mean``/``y_std`` one per target, labels G×T with NaN where a MOF
+has no label) minimises the mean squared standardised error over the labelled entries only
+(:func:`masked_mse`), and its best epoch is the one with the lowest mean over targets of the
+validation MAE divided by the target's standard deviation (:func:`validation_score`: each
+target counts alike whatever its scale).
 """
 
 from __future__ import annotations
@@ -66,6 +72,52 @@ def learning_rate(settings: FitSettings, progress: float) -> float:
     return settings.lr
 
 
+def masked_mse(prediction: torch.Tensor, y_std: torch.Tensor) -> torch.Tensor | None:
+    """The training loss: MSE on the standardised target; for several targets (G×T) the mean
+    over the labelled (non-NaN) entries only, so that a missing label sends no gradient to
+    its output (None when the batch has no labelled entry)."""
+    if prediction.dim() == 1:
+        return torch.nn.functional.mse_loss(prediction, y_std)
+    labelled = ~torch.isnan(y_std)
+    if not bool(labelled.any()):
+        return None
+    # indexing (not multiplying by a mask) keeps NaN labels out of the graph altogether
+    return ((prediction[labelled] - y_std[labelled]) ** 2).mean()
+
+
+def validation_score(
+    y: np.ndarray, prediction: np.ndarray, y_std: Any
+) -> tuple[float, dict[str, Any]]:
+    """(what picks the best epoch, what the history records) for validation labels and
+    predictions in the target's unit: the MAE for one target; for several (G×T, NaN where
+    unlabelled) the mean over targets of MAE / the target's std, with each target's MAE and
+    Spearman."""
+    if prediction.ndim == 1:
+        vm = regression_metrics(y, prediction)
+        return vm["mae"], {"val_mae": vm["mae"], "val_spearman": vm["spearman"]}
+    maes, rhos, scaled = [], [], []
+    for t in range(prediction.shape[1]):
+        labelled = ~np.isnan(y[:, t])
+        if not labelled.any():  # no validation label of this target: it cannot choose
+            maes.append(float("nan"))
+            rhos.append(float("nan"))
+            continue
+        vm = regression_metrics(y[labelled, t], prediction[labelled, t])
+        maes.append(vm["mae"])
+        rhos.append(vm["spearman"])
+        scaled.append(vm["mae"] / float(np.asarray(y_std)[t]))
+    score = float(np.mean(scaled))
+    return score, {"val_mae": maes, "val_spearman": rhos, "val_score": score}
+
+
+def _format_score(record: dict[str, Any]) -> str:
+    if isinstance(record["val_mae"], list):
+        maes = " ".join(f"{v:.4f}" for v in record["val_mae"])
+        rhos = " ".join(f"{v:.4f}" for v in record["val_spearman"])
+        return f"val MAE/std {record['val_score']:.4f}  MAE {maes}  Spearman {rhos}"
+    return f"val MAE {record['val_mae']:.4f}  Spearman {record['val_spearman']:.4f}"
+
+
 def fit_member(
     k: int,
     config: Any,
@@ -73,8 +125,8 @@ def fit_member(
     train_data: Sequence[Any],
     val_data: Sequence[Any],
     y_val: np.ndarray,
-    y_mean: float,
-    y_std: float,
+    y_mean: Any,
+    y_std: Any,
     descriptor_stats: torch.Tensor | None,
     device: torch.device,
     ckpt_dir: Path,
@@ -83,7 +135,8 @@ def fit_member(
     """Train member ``k`` (or resume it), return it at its best validation epoch.
 
     ``init_state``: start from these weights (a warm start) rather than a random
-    initialisation; a checkpoint to resume from takes precedence."""
+    initialisation; a checkpoint to resume from takes precedence. ``y_mean``, ``y_std``:
+    floats, or one per target (arrays) for a multi-target model."""
     seed = settings.seed + k
     select = [
         i
@@ -156,31 +209,24 @@ def fit_member(
         val_pred = (
             predict_standardised(model, select_data, settings.batch_atoms, device) * y_std + y_mean
         )
-        vm = regression_metrics(y_select, val_pred)
+        score, record = validation_score(y_select, val_pred, y_std)
         seconds = time.time() - t0
         history["epochs"].append(
-            {
-                "epoch": epoch,
-                "lr": lr,
-                "train_mse_std": train_mse,
-                "val_mae": vm["mae"],
-                "val_spearman": vm["spearman"],
-                "seconds": seconds,
-            }
+            {"epoch": epoch, "lr": lr, "train_mse_std": train_mse, **record, "seconds": seconds}
         )
-        improved = vm["mae"] < history["best_val_mae"]
+        # (several targets: "best_val_mae" holds the mean MAE/std over targets)
+        improved = score < history["best_val_mae"]
         if improved:
-            history["best_val_mae"], history["best_epoch"] = vm["mae"], epoch
+            history["best_val_mae"], history["best_epoch"] = score, epoch
             best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
         log.info(
-            "member %d epoch %3d/%d  lr %.2e  train mse %.4f  val MAE %.4f  Spearman %.4f  %5.1fs%s",
+            "member %d epoch %3d/%d  lr %.2e  train mse %.4f  %s  %5.1fs%s",
             k,
             epoch + 1,
             settings.epochs,
             lr,
             train_mse,
-            vm["mae"],
-            vm["spearman"],
+            _format_score(record),
             seconds,
             "  *" if improved else "",
         )
@@ -208,7 +254,8 @@ def _train_epoch(
     rng: np.random.Generator,
     device: torch.device,
 ) -> float:
-    """One pass over the training data in a random order; mean standardised MSE."""
+    """One pass over the training data in a random order; mean standardised MSE
+    (:func:`masked_mse`)."""
     model.train()
     total, count = 0.0, 0
     order = rng.permutation(len(train_data))
@@ -216,7 +263,9 @@ def _train_epoch(
         if batch.num_graphs < 2:
             continue  # BatchNorm needs more than one value per channel in training mode
         batch = batch.to(device)
-        loss = torch.nn.functional.mse_loss(model(batch), batch.y_std)
+        loss = masked_mse(model(batch), batch.y_std)
+        if loss is None:
+            continue  # no MOF of the batch has a label (several targets only)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -43,7 +43,13 @@ from mofsieve.layers import (
     PairProjection,
     regular_degree,
 )
-from mofsieve.modeldir import ModelDirError, ModelSpec, read_model, write_model_json
+from mofsieve.modeldir import (
+    ModelDirError,
+    ModelSpec,
+    read_model,
+    write_model_json,
+    write_multi_target_model_json,
+)
 from mofsieve.readouts import READOUTS
 
 MODEL_CLASS = "AECGCNN"
@@ -84,6 +90,9 @@ class ModelConfig:
     # Standardised descriptors are clipped to ±descriptor_clip before the MLP (0: never).
     # Force-field descriptors of dense crystals lie 10-20 standard deviations out.
     descriptor_clip: float = 0.0
+    # Outputs of the head, one per target (a multi-target model, ``train --target A --target
+    # B``); init records it only when above 1, so single-target model.json stay as they were.
+    n_targets: int = 1
 
     def __post_init__(self) -> None:
         if self.conv not in ("cgcnn", "attention"):
@@ -96,6 +105,7 @@ class ModelConfig:
             raise ValueError(f"readout must be one of {sorted(READOUTS)}, not {self.readout!r}")
         if self.conv == "cgcnn" and self.heads != 1:
             raise ValueError("the CGCNN convolution has no heads; use conv='attention'")
+        check_n_targets(self.n_targets)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -103,9 +113,7 @@ class ModelConfig:
         return ()
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["global_features"] = list(self.global_features)
-        return d
+        return config_json(self)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ModelConfig:
@@ -116,6 +124,21 @@ class ModelConfig:
         d = dict(d)
         d["global_features"] = tuple(d.get("global_features", ()))
         return cls(**d)
+
+
+def check_n_targets(n_targets: int) -> None:
+    if not (isinstance(n_targets, int) and n_targets >= 1):
+        raise ValueError(f"n_targets must be a whole number ≥ 1, not {n_targets!r}")
+
+
+def config_json(config: Any) -> dict[str, Any]:
+    """A model config as ``init`` in ``model.json``: its fields, ``n_targets`` only when the
+    model has several outputs (a single-target ``init`` is what it always was)."""
+    d = asdict(config)
+    d["global_features"] = list(config.global_features)
+    if d.get("n_targets") == 1:
+        del d["n_targets"]
+    return d
 
 
 _CGCNN = ModelConfig()
@@ -196,7 +219,15 @@ class CrystalRegressor(nn.Module):
     """What every architecture shares around its graph layers: the optional partial-charge
     term of the atom input, the crystal descriptors (cell, shard globals) standardised by
     buffers, and the MLP head. The config must have ``use_charge``, ``charge_dropout``,
-    ``use_cell``, ``global_features`` and ``mlp_hidden``."""
+    ``use_cell``, ``global_features``, ``mlp_hidden`` and ``n_targets``.
+
+    Several targets (``n_targets`` > 1) share everything but the last Linear layer, which
+    has one output per target: the targets here (CO2 uptake at 0.15 and 16 bar) are the same
+    physics at two pressures, so one crystal representation and one hidden layer serve both,
+    and the head costs nothing extra per pass. Each output row of that layer only receives
+    the gradient of its own target's loss (masked where a MOF lacks the label), so a MOF
+    labelled at one pressure trains its own output and the shared layers, never the other
+    output."""
 
     ARCHITECTURE = ""
     config: Any
@@ -216,7 +247,7 @@ class CrystalRegressor(nn.Module):
         self.register_buffer("global_mean", torch.zeros(n_global))
         self.register_buffer("global_std", torch.ones(n_global))
         self.mlp_in = nn.Linear(pooled_dim + n_cell + n_global, cfg.mlp_hidden)
-        self.mlp_out = nn.Linear(cfg.mlp_hidden, 1)
+        self.mlp_out = nn.Linear(cfg.mlp_hidden, getattr(cfg, "n_targets", 1))
 
     def add_charge(self, x: Tensor, data: Any) -> Tensor:
         """``x + Linear(rbf(q)·has_q ⊕ has_q)`` (charges hidden for a share of the crystals
@@ -288,17 +319,20 @@ class CrystalRegressor(nn.Module):
         return descriptors
 
     def head_output(self, inputs: Tensor) -> Tensor:
-        """Standardised predictions (G,) from :meth:`head_inputs`."""
-        return self.mlp_out(F.softplus(self.mlp_in(inputs))).squeeze(-1)
+        """Standardised predictions from :meth:`head_inputs`: (G,) for one target, G×T for
+        several."""
+        out = self.mlp_out(F.softplus(self.mlp_in(inputs)))
+        return out.squeeze(-1) if out.size(-1) == 1 else out
 
     def head(self, pooled: Tensor, data: Any) -> Tensor:
-        """Standardised predictions (G,) from the pooled crystal vectors and descriptors."""
+        """Standardised predictions (G,) or G×T from the pooled crystal vectors and descriptors."""
         return self.head_output(self.head_inputs(pooled, data))
 
     def forward(
         self, data: Any, return_atom_weights: bool = False
     ) -> Tensor | tuple[Tensor, Tensor | None]:
-        """Standardised predictions (G,); with ``return_atom_weights`` also the readout's
+        """Standardised predictions (G,), or G×T for a multi-target model; with
+        ``return_atom_weights`` also the readout's
         per-atom weights (N,), None unless the readout is attention pooling."""
         pooled, atom_weights = self.crystal_vectors(data)
         out = self.head(pooled, data)
@@ -413,13 +447,16 @@ def build_model(config: Any) -> CrystalRegressor:
 
 def save_model_dir(out: Path, members: Sequence[CrystalRegressor], **model_json: Any) -> ModelSpec:
     """Write every member's weights, then ``model.json`` (last, atomically) through
-    :func:`mofsieve.modeldir.write_model_json`; ``model_json`` holds its keyword arguments
-    other than the architecture, ``init`` and weights, which come from the members."""
+    :func:`mofsieve.modeldir.write_model_json` (or, given ``targets``,
+    :func:`~mofsieve.modeldir.write_multi_target_model_json`); ``model_json`` holds its
+    keyword arguments other than the architecture, ``init`` and weights, which come from the
+    members."""
     out.mkdir(parents=True, exist_ok=True)
     for k, member in enumerate(members):
         with atomic_output(out / member_filename(k)) as tmp:
             torch.save(member.state_dict(), tmp)
-    return write_model_json(
+    write = write_multi_target_model_json if "targets" in model_json else write_model_json
+    return write(
         out,
         architecture=type(members[0]).ARCHITECTURE,
         init=members[0].config.to_json(),

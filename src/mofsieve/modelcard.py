@@ -1,7 +1,9 @@
 """The model card (``MODEL_CARD.md``), parity plot and reliability plot of a model directory.
 
 All are written from what ``model.json`` records (:class:`mofsieve.modeldir.ModelSpec`), so
-a card can be rewritten from any model directory without retraining.
+a card can be rewritten from any model directory without retraining. A multi-target model's
+card gives each target its own test metrics and uncertainty section (its plots are
+``parity-<target>.png`` and ``reliability-<target>.png``, :func:`target_file_stem`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,21 @@ import numpy as np
 
 from mofsieve.atomic import atomic_output
 from mofsieve.modeldir import Calibration, ModelSpec
+
+# Every card's section on use, then the heading of its test metrics.
+_INTENDED_USE = (
+    "## Intended use",
+    "Ranking large sets of MOF CIFs to pick candidates for GCMC; not a replacement for it. "
+    "Outside the chemistry of CoRE MOF 2019 (e.g. hypothetical or flexible frameworks) "
+    "predictions are extrapolations.",
+    "",
+    "## Test metrics (held-out split, never used for training or model selection)",
+)
+
+
+def target_file_stem(name: str) -> str:
+    """A target's name as it appears in the file names of its plots (``parity-<stem>.png``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 def citation_text(labels: Path, data_citation: Path | None = None) -> str | None:
@@ -97,13 +114,15 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
-def uncertainty_section(spec: ModelSpec) -> list[str]:
-    """The card's lines on what ``uncertainty`` is: the calibration, or that there is none."""
+def uncertainty_section(spec: ModelSpec, of: str = "", plot: str = "reliability.png") -> list[str]:
+    """The card's lines on what ``uncertainty`` is: the calibration, or that there is none
+    (``of``: words after the heading, e.g. a multi-target model's target; ``plot``: the
+    reliability plot's file)."""
     members = len(spec.weights)
     cal = spec.calibration
     if cal is None:
         return [
-            "## Uncertainty (not calibrated)",
+            f"## Uncertainty{of} (not calibrated)",
             "",
             f"`uncertainty` is the standard deviation of the {members} members' predictions. It "
             "says where they disagree but is not a standard deviation of the error (it has no "
@@ -115,7 +134,7 @@ def uncertainty_section(spec: ModelSpec) -> list[str]:
     cv = cal.details.get("selection", {}).get("cross_validation", {})
     nominal = rel.get("nominal", [])
     lines = [
-        "## Uncertainty (calibrated on the validation split)",
+        f"## Uncertainty{of} (calibrated on the validation split)",
         "",
         "`uncertainty` in `mofsieve predict`'s output is σ, a standard deviation of the error in "
         f"{spec.target.unit}: **σ = {cal.formula()}**, where spread is the standard deviation of "
@@ -145,7 +164,7 @@ def uncertainty_section(spec: ModelSpec) -> list[str]:
     lines += [
         f"90 % interval (±1.645 σ) coverage: validation {_percent(cal.coverage_90_validation)} "
         f"(n={cal.n_validation}, fitted there), **test {_percent(cal.coverage_90_test)}** "
-        f"(n={cal.n_test}). Coverage of central intervals at other levels (`reliability.png`):",
+        f"(n={cal.n_test}). Coverage of central intervals at other levels (`{plot}`):",
         "",
     ]
     if nominal:
@@ -327,71 +346,145 @@ def architecture_sentence(init: dict[str, Any], variant: str) -> str:
     )
 
 
+def _metrics_rows(metrics: dict[str, Any]) -> list[str]:
+    """The test-metrics table of one target (``metrics``: ``model.json``'s metrics of it)."""
+
+    def row(label: str, r: dict[str, Any]) -> str:
+        return (
+            f"| {label} | {r['n']} | {r['mae']:.3f} | {r['rmse']:.3f} | {r['r2']:.3f} | "
+            f"{r['spearman']:.3f} | {r['top10_recall']:.3f} |"
+        )
+
+    nq = metrics.get("test_without_charges")
+    before = metrics.get("test_before_finetune")
+    return [
+        "| set | n | MAE (mol/kg) | RMSE | R² | Spearman | top-10 % recall |",
+        "|---|---|---|---|---|---|---|",
+        row("test, ensemble", metrics["test"]),
+        *[row(f"test, member {k}", mm) for k, mm in enumerate(metrics["test_members"])],
+        *([row("test, ensemble, charges hidden", nq)] if nq else []),
+        *([row("test, the model it was fine-tuned from", before)] if before else []),
+        row("validation, ensemble", metrics["val"]),
+    ]
+
+
+def _multi_target_lines(spec: ModelSpec) -> list[str]:
+    """A multi-target card's intro, metrics and uncertainty sections (one per target)."""
+    meta = spec.metadata
+    names = ", ".join(f"`{n}`" for n in spec.target_names)
+    lines = [
+        f"# Model card: {meta['variant']} multi-target surrogate for {names}",
+        "",
+        "Predicts, from one pass over a MOF's crystal graph, "
+        + "; ".join(
+            f"{t.gas} uptake at {t.temperature_K} K and {t.pressure_bar} bar (`{t.name}`)"
+            for t in spec.targets
+        )
+        + f", in {spec.targets[0].unit} (pure gas, rigid framework, as the GCMC labels were "
+        "computed). One output per target on a shared graph trunk and hidden layer; an ensemble "
+        f"of {len(meta['weights'])} "
+        f"{_DISPLAY_NAME.get(spec.architecture, spec.architecture)} members. `mofsieve predict "
+        "--target NAME` writes one target's predictions; `uncertainty` is each target's "
+        "calibrated standard deviation where its section below says so.",
+        "",
+        *_INTENDED_USE,
+        "",
+        "Each target on the MOFs of the split that have its label.",
+        "",
+    ]
+    for name in spec.target_names:
+        lines += [
+            f"### `{name}`",
+            "",
+            *_metrics_rows(meta["metrics"][name]),
+            "",
+            f"Parity plot: `parity-{target_file_stem(name)}.png`.",
+            "",
+        ]
+    lines += [
+        "Test predictions: `test_predictions.csv` (one row per MOF and target). "
+        + _charges_hidden_note(spec),
+        "",
+    ]
+    for name in spec.target_names:
+        lines += uncertainty_section(
+            spec.select(name), of=f" of `{name}`", plot=f"reliability-{target_file_stem(name)}.png"
+        )
+    return lines
+
+
 def write_model_card(path: Path, spec: ModelSpec) -> None:
     """Write ``MODEL_CARD.md`` (atomically) from the model directory's ``model.json``."""
     meta = spec.metadata
-    t = meta["target"]
-    c = t["conditions"]
     tr = meta["training"]
-    m = meta["metrics"]["test"]
-    v = meta["metrics"]["val"]
     init = meta["init"]
-    members = meta["metrics"]["test_members"]
-    nq = meta["metrics"].get("test_without_charges")
     spe = tr.get("seconds_per_epoch_mean")
+    best_by = "validation MAE/std, mean over targets" if spec.is_multi_target else "validation MAE"
+    if spec.is_multi_target:
+        head = _multi_target_lines(spec)
+        columns = ", ".join(f"`{n}`" for n in spec.target_names)
+        normalisation = "; ".join(
+            f"`{t.name}` mean {m:.4f}, std {s:.4f} {t.unit}"
+            for t, (m, s) in zip(spec.targets, spec.normalisations, strict=True)
+        )
+        loss = (
+            "MSE on each standardised target over the labelled entries only (a MOF with one "
+            f"label trains that output and the shared layers) ({normalisation})"
+        )
+        clips = [f"`{t.name}` at {t.clip_min}" for t in spec.targets if t.clip_min is not None]
+        clip_line = (
+            f"- Predictions are clipped ({', '.join(clips)} mol/kg: uptake cannot be negative)."
+            if clips
+            else ""
+        )
+        per_target = tr.get("n_labelled_per_target") or {}
+        labelled_line = (
+            "- Labelled MOFs per target (train/validation/test): "
+            + "; ".join(f"`{n}` {c['train']}/{c['val']}/{c['test']}" for n, c in per_target.items())
+            + "; the split is one 80/10/10 permutation of every MOF with any label."
+            if per_target
+            else ""
+        )
+    else:
+        t = meta["target"]
+        c = t["conditions"]
+        head = [
+            f"# Model card: {meta['variant']} surrogate for `{t['name']}`",
+            "",
+            f"Predicts {c.get('gas')} uptake at {c.get('temperature_K')} K and "
+            f"{c.get('pressure_bar')} bar "
+            f"in {t['unit']} (pure gas, rigid framework, as the GCMC labels were computed) from a MOF's "
+            "crystal graph. An ensemble of "
+            f"{len(meta['weights'])} {_DISPLAY_NAME.get(spec.architecture, spec.architecture)} "
+            "members; `uncertainty` is "
+            + (
+                "a calibrated standard deviation (see Uncertainty)."
+                if spec.calibration
+                else "their standard deviation (not calibrated)."
+            ),
+            "",
+            *_INTENDED_USE,
+            "",
+            *_metrics_rows(meta["metrics"]),
+            "",
+            "Parity plot of the test split: `parity.png`. Test predictions: `test_predictions.csv`. "
+            + _charges_hidden_note(spec),
+            "",
+            *uncertainty_section(spec),
+        ]
+        columns = f"`{t['name']}`"
+        loss = (
+            f"MSE on the standardised target (mean {meta['normalisation']['mean']:.4f}, "
+            f"std {meta['normalisation']['std']:.4f} mol/kg)"
+        )
+        clip_line = (
+            f"- Predictions are clipped at {t['clip_min']} mol/kg (uptake cannot be negative)."
+            if t.get("clip_min") is not None
+            else ""
+        )
+        labelled_line = ""
     lines = [
-        f"# Model card: {meta['variant']} surrogate for `{t['name']}`",
-        "",
-        f"Predicts {c.get('gas')} uptake at {c.get('temperature_K')} K and {c.get('pressure_bar')} bar "
-        f"in {t['unit']} (pure gas, rigid framework, as the GCMC labels were computed) from a MOF's "
-        "crystal graph. An ensemble of "
-        f"{len(meta['weights'])} {_DISPLAY_NAME.get(spec.architecture, spec.architecture)} "
-        "members; `uncertainty` is "
-        + (
-            "a calibrated standard deviation (see Uncertainty)."
-            if spec.calibration
-            else "their standard deviation (not calibrated)."
-        ),
-        "",
-        "## Intended use",
-        "Ranking large sets of MOF CIFs to pick candidates for GCMC; not a replacement for it. "
-        "Outside the chemistry of CoRE MOF 2019 (e.g. hypothetical or flexible frameworks) "
-        "predictions are extrapolations.",
-        "",
-        "## Test metrics (held-out split, never used for training or model selection)",
-        "",
-        "| set | n | MAE (mol/kg) | RMSE | R² | Spearman | top-10 % recall |",
-        "|---|---|---|---|---|---|---|",
-        f"| test, ensemble | {m['n']} | {m['mae']:.3f} | {m['rmse']:.3f} | {m['r2']:.3f} | "
-        f"{m['spearman']:.3f} | {m['top10_recall']:.3f} |",
-        *[
-            f"| test, member {k} | {mm['n']} | {mm['mae']:.3f} | {mm['rmse']:.3f} | {mm['r2']:.3f} | "
-            f"{mm['spearman']:.3f} | {mm['top10_recall']:.3f} |"
-            for k, mm in enumerate(members)
-        ],
-        *(
-            [
-                f"| test, ensemble, charges hidden | {nq['n']} | {nq['mae']:.3f} | {nq['rmse']:.3f} | "
-                f"{nq['r2']:.3f} | {nq['spearman']:.3f} | {nq['top10_recall']:.3f} |"
-            ]
-            if nq
-            else []
-        ),
-        *(
-            [
-                f"| test, the model it was fine-tuned from | {b['n']} | {b['mae']:.3f} | "
-                f"{b['rmse']:.3f} | {b['r2']:.3f} | {b['spearman']:.3f} | {b['top10_recall']:.3f} |"
-            ]
-            if (b := meta["metrics"].get("test_before_finetune"))
-            else []
-        ),
-        f"| validation, ensemble | {v['n']} | {v['mae']:.3f} | {v['rmse']:.3f} | {v['r2']:.3f} | "
-        f"{v['spearman']:.3f} | {v['top10_recall']:.3f} |",
-        "",
-        "Parity plot of the test split: `parity.png`. Test predictions: `test_predictions.csv`. "
-        + _charges_hidden_note(spec),
-        "",
-        *uncertainty_section(spec),
+        *head,
         "## Architecture",
         "",
         architecture_sentence(init, meta["variant"]),
@@ -404,9 +497,11 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
         "",
         "## Training",
         "",
-        f"- Labels: `{Path(tr['labels']).name}` (sha1 {tr['labels_sha1'][:12]}), column `{t['name']}`; "
+        f"- Labels: `{Path(tr['labels']).name}` (sha1 {tr['labels_sha1'][:12]}), "
+        f"column{'s' if spec.is_multi_target else ''} {columns}; "
         f"{tr['n_labelled_with_graph']} labelled MOFs with a graph "
         f"({tr['n_labelled_without_graph']} labelled MOFs could not be featurized).",
+        *([labelled_line] if labelled_line else []),
         *_finetune_lines(tr),
         (
             f"- Split: inherited from `{tr['split']['inherited_from']}` (its 80/10/10 split by "
@@ -431,8 +526,7 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
         )
         + ".",
         f"- Adam, lr {tr['optimizer']['lr']} ({tr['optimizer']['schedule']} schedule), weight decay "
-        f"{tr['optimizer']['weight_decay']}, MSE on the standardised target (mean {meta['normalisation']['mean']:.4f}, "
-        f"std {meta['normalisation']['std']:.4f} mol/kg), batches of at most {tr['batch_atoms']} atoms.",
+        f"{tr['optimizer']['weight_decay']}, {loss}, batches of at most {tr['batch_atoms']} atoms.",
         f"- Epoch budget {tr['epochs']} per member"
         + (
             f" and a time budget of {tr['time_budget_min_per_member']:g} min per member (the cosine "
@@ -440,7 +534,7 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
             if tr.get("time_budget_min_per_member")
             else ""
         )
-        + f"; epochs run {tr['epochs_run']}; best (validation MAE) epochs {tr['best_epochs']} "
+        + f"; epochs run {tr['epochs_run']}; best ({best_by}) epochs {tr['best_epochs']} "
         "(epochs counted from 0).",
         *(
             [
@@ -453,9 +547,7 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
         f"- Measured: {spe:.0f} s per epoch (training + validation) on {tr['threads']} CPU threads ({tr['device']})."
         if spe
         else "- Seconds per epoch: not measured.",
-        f"- Predictions are clipped at {t['clip_min']} mol/kg (uptake cannot be negative)."
-        if t.get("clip_min") is not None
-        else "",
+        clip_line,
         "",
         "## Featurization (graphs must match; `mofsieve predict` refuses others)",
         "",

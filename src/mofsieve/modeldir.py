@@ -3,7 +3,15 @@
 A model directory holds ``model.json`` (architecture class and its ``init`` arguments, format
 version, featurization parameters, target name/unit/conditions, target normalisation, weights
 files, training record, metrics and, once calibrated, the calibration of its uncertainty), one
-weights file per ensemble member and ``MODEL_CARD.md``. Everything that needs to know about a model without running it — the
+weights file per ensemble member and ``MODEL_CARD.md``.
+
+A multi-target model (``mofsieve train --target A --target B``: one output per target) is
+format version 2: ``targets`` lists each target with its own ``clip_min``, ``normalisation``
+and ``calibration`` (metrics are keyed by target name), in place of version 1's ``target``,
+``normalisation`` and ``calibration``, so that a reader of version 1 refuses it by its
+version. Its :class:`ModelSpec` answers the single-target questions (``target``,
+``normalisation_mean``, ``calibration``…) only for the output chosen by
+:meth:`ModelSpec.select`. Everything that needs to know about a model without running it — the
 Snakemake rules, ``rank``, ``featurize --model`` — reads it through :func:`read_model`,
 which checks the format version and returns a typed :class:`ModelSpec`. No torch here.
 """
@@ -13,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +29,8 @@ from mofsieve.atomic import atomic_output
 from mofsieve.featurization_params import FeaturizationMismatch, FeaturizationParams
 
 MODEL_JSON = "model.json"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 1  # one target
+MULTI_TARGET_FORMAT_VERSION = 2  # ``targets``: one output per target
 ARCHITECTURES = ("AECGCNN", "OCrystalNet")
 READOUTS = ("attention", "mean", "sum")  # the models' pooling of atoms into a crystal
 READOUTS_WITH_ATOM_WEIGHTS = ("attention",)  # readouts whose per-atom weights are learned
@@ -151,19 +160,74 @@ class Calibration:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What callers need to know about a model directory (``model.json`` parsed and checked)."""
+    """What callers need to know about a model directory (``model.json`` parsed and checked).
+
+    ``targets``, ``normalisations`` (mean, std) and ``calibrations`` hold one entry per model
+    output; ``output`` is the one that ``target``, ``normalisation_mean``,
+    ``normalisation_std`` and ``calibration`` describe: 0 for a single-target model, None for
+    a multi-target model until :meth:`select` chooses one (they raise until then, so that no
+    caller takes the first target by accident)."""
 
     directory: Path
     architecture: str
     init: Mapping[str, Any]
     weights: tuple[str, ...]
     featurization: FeaturizationParams
-    target: TargetSpec
-    normalisation_mean: float
-    normalisation_std: float
+    targets: tuple[TargetSpec, ...]
+    normalisations: tuple[tuple[float, float], ...]
+    calibrations: tuple[Calibration | None, ...]  # None: ``uncertainty`` is the raw spread
+    output: int | None = 0
     variant: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)  # the whole model.json
-    calibration: Calibration | None = None  # None: ``uncertainty`` is the raw ensemble spread
+
+    @property
+    def is_multi_target(self) -> bool:
+        return len(self.targets) > 1
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.targets)
+
+    def select(self, name: str | None) -> ModelSpec:
+        """This spec with the output of target ``name`` chosen (None: a single-target model's
+        one output); :class:`ModelDirError` listing the targets when ``name`` is none of them
+        or a multi-target model is given no name."""
+        if name is None:
+            if self.is_multi_target:
+                raise ModelDirError(
+                    f"{self.directory} predicts {len(self.targets)} targets "
+                    f"{list(self.target_names)}: choose one with --target"
+                )
+            return replace(self, output=0)
+        if name not in self.target_names:
+            raise ModelDirError(
+                f"--target {name}: {self.directory} predicts {list(self.target_names)}"
+            )
+        return replace(self, output=self.target_names.index(name))
+
+    def _chosen(self) -> int:
+        if self.output is None:
+            raise ModelDirError(
+                f"{self.directory} predicts {list(self.target_names)}: a target must be chosen "
+                "(ModelSpec.select, --target)"
+            )
+        return self.output
+
+    @property
+    def target(self) -> TargetSpec:
+        return self.targets[self._chosen()]
+
+    @property
+    def normalisation_mean(self) -> float:
+        return self.normalisations[self._chosen()][0]
+
+    @property
+    def normalisation_std(self) -> float:
+        return self.normalisations[self._chosen()][1]
+
+    @property
+    def calibration(self) -> Calibration | None:
+        return self.calibrations[self._chosen()]
 
     @property
     def readout(self) -> str:
@@ -221,6 +285,73 @@ def _required(meta: Mapping[str, Any], path: Path, *keys: str) -> Any:
     return value
 
 
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _target_from_json(entry: Any, path: Path, where: str) -> TargetSpec:
+    if not isinstance(entry, Mapping):
+        raise ModelDirError(f"{path}: {where} must be an object (not a mofsieve model)")
+    for key in ("name", "unit"):
+        if key not in entry:
+            raise ModelDirError(f"{path}: no {where}.{key} (not a mofsieve model)")
+    conditions = entry.get("conditions") or {}
+    return TargetSpec(
+        name=str(entry["name"]),
+        unit=str(entry["unit"]),
+        gas=conditions.get("gas"),
+        temperature_K=_number(conditions.get("temperature_K")),
+        pressure_bar=_number(conditions.get("pressure_bar")),
+        clip_min=_number(entry.get("clip_min")),
+    )
+
+
+def _calibration_from_json(value: Any, path: Path, where: str) -> Calibration | None:
+    if value is None:  # absent in models written before calibration
+        return None
+    try:
+        return Calibration.from_json(value)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ModelDirError(f"{path}: {where} is malformed ({err})") from None
+
+
+def _normalisation_from_json(value: Any, path: Path, where: str) -> tuple[float, float]:
+    try:
+        return float(value["mean"]), float(value["std"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelDirError(f"{path}: {where} is missing or malformed ({err})") from None
+
+
+def _multi_targets(
+    meta: Mapping[str, Any], path: Path
+) -> tuple[tuple[TargetSpec, ...], tuple[tuple[float, float], ...], tuple[Calibration | None, ...]]:
+    """The ``targets`` of a version-2 (multi-target) ``model.json``, checked."""
+    entries = meta.get("targets")
+    if not isinstance(entries, list) or len(entries) < 2:
+        raise ModelDirError(
+            f"{path}: format version {MULTI_TARGET_FORMAT_VERSION} needs a list of at least two "
+            "targets"
+        )
+    targets = tuple(_target_from_json(e, path, f"targets[{i}]") for i, e in enumerate(entries))
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise ModelDirError(f"{path}: a target appears twice in {names}")
+    n_outputs = meta.get("init", {}).get("n_targets")
+    if n_outputs != len(targets):
+        raise ModelDirError(
+            f"{path}: init.n_targets is {n_outputs!r} but {len(targets)} targets are listed"
+        )
+    normalisations = tuple(
+        _normalisation_from_json(e.get("normalisation"), path, f"targets[{i}].normalisation")
+        for i, e in enumerate(entries)
+    )
+    calibrations = tuple(
+        _calibration_from_json(e.get("calibration"), path, f"targets[{i}].calibration")
+        for i, e in enumerate(entries)
+    )
+    return targets, normalisations, calibrations
+
+
 def parse_model_json(meta: Mapping[str, Any], path: Path) -> ModelSpec:
     """A :class:`ModelSpec` from the parsed ``model.json`` at ``path`` (checked)."""
     architecture = meta.get("class")
@@ -229,10 +360,10 @@ def parse_model_json(meta: Mapping[str, Any], path: Path) -> ModelSpec:
             f"{path}: model class {architecture!r}; this mofsieve knows {list(ARCHITECTURES)}"
         )
     version = meta.get("format_version")
-    if version != MODEL_FORMAT_VERSION:
+    if version not in (MODEL_FORMAT_VERSION, MULTI_TARGET_FORMAT_VERSION):
         raise ModelDirError(
-            f"{path}: model format version {version!r}; this mofsieve reads version "
-            f"{MODEL_FORMAT_VERSION}"
+            f"{path}: model format version {version!r}; this mofsieve reads versions "
+            f"{MODEL_FORMAT_VERSION} (one target) and {MULTI_TARGET_FORMAT_VERSION} (several)"
         )
     init = _required(meta, path, "init")
     weights = _required(meta, path, "weights")
@@ -242,38 +373,31 @@ def parse_model_json(meta: Mapping[str, Any], path: Path) -> ModelSpec:
         featurization = FeaturizationParams.from_json(_required(meta, path, "featurization"))
     except (KeyError, TypeError, ValueError) as err:
         raise ModelDirError(f"{path}: featurization is incomplete or malformed ({err})") from None
-    target = _required(meta, path, "target")
-    conditions = target.get("conditions") or {}
-
-    def number(value: Any) -> float | None:
-        return None if value is None else float(value)
-
-    spec_target = TargetSpec(
-        name=str(_required(meta, path, "target", "name")),
-        unit=str(_required(meta, path, "target", "unit")),
-        gas=conditions.get("gas"),
-        temperature_K=number(conditions.get("temperature_K")),
-        pressure_bar=number(conditions.get("pressure_bar")),
-        clip_min=number(target.get("clip_min")),
-    )
-    calibration = None
-    if meta.get("calibration") is not None:  # absent in models written before calibration
-        try:
-            calibration = Calibration.from_json(meta["calibration"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise ModelDirError(f"{path}: calibration is malformed ({err})") from None
+    if version == MULTI_TARGET_FORMAT_VERSION:
+        targets, normalisations, calibrations = _multi_targets(meta, path)
+        output = None
+    else:
+        targets = (_target_from_json(_required(meta, path, "target"), path, "target"),)
+        normalisations = (
+            (
+                float(_required(meta, path, "normalisation", "mean")),
+                float(_required(meta, path, "normalisation", "std")),
+            ),
+        )
+        calibrations = (_calibration_from_json(meta.get("calibration"), path, "calibration"),)
+        output = 0
     return ModelSpec(
         directory=path.parent,
         architecture=str(architecture),
         init=dict(init),
         weights=tuple(weights),
         featurization=featurization,
-        target=spec_target,
-        normalisation_mean=float(_required(meta, path, "normalisation", "mean")),
-        normalisation_std=float(_required(meta, path, "normalisation", "std")),
+        targets=targets,
+        normalisations=normalisations,
+        calibrations=calibrations,
+        output=output,
         variant=meta.get("variant"),
         metadata=dict(meta),
-        calibration=calibration,
     )
 
 
@@ -317,17 +441,65 @@ def write_model_json(
     return _write_meta(model_json_path(model_dir), meta)
 
 
-def set_calibration(
-    model_dir: str | os.PathLike[str], calibration: Calibration | None
+def write_multi_target_model_json(
+    model_dir: str | os.PathLike[str],
+    *,
+    architecture: str,
+    init: Mapping[str, Any],
+    weights: Sequence[str],
+    featurization: FeaturizationParams,
+    targets: Sequence[TargetSpec],
+    normalisations: Sequence[tuple[float, float]],
+    calibrations: Sequence[Calibration | None] | None = None,
+    **extra: Any,
 ) -> ModelSpec:
-    """Record (or, with None, remove) the calibration in ``model.json``, everything else kept
-    as it is; written atomically, returned as read back."""
-    spec = read_model(model_dir)
-    meta = dict(spec.metadata)
-    meta.pop("calibration", None)
-    if calibration is not None:
-        meta["calibration"] = calibration.to_json()
+    """Write a multi-target (format version 2) ``model.json`` atomically and return it as read
+    back: one ``targets`` entry per output, in output order, each with its normalisation and
+    calibration."""
+    calibrations = list(calibrations) if calibrations is not None else [None] * len(targets)
+    if not len(targets) == len(normalisations) == len(calibrations):
+        raise ValueError("targets, normalisations and calibrations differ in length")
+    entries = []
+    for target, (mean, std), calibration in zip(targets, normalisations, calibrations, strict=True):
+        entry = {**target.to_json(), "normalisation": {"mean": mean, "std": std}}
+        if calibration is not None:
+            entry["calibration"] = calibration.to_json()
+        entries.append(entry)
+    units = {t.unit for t in targets}
+    meta: dict[str, Any] = {
+        "class": architecture,
+        "format_version": MULTI_TARGET_FORMAT_VERSION,
+        "init": dict(init),
+        "weights": list(weights),
+        "targets": entries,
+        # one unit for the whole model where the targets share it (what `rank` reads)
+        **({"unit": units.pop()} if len(units) == 1 else {}),
+        "featurization": featurization.to_json(),
+        **extra,
+    }
     return _write_meta(model_json_path(model_dir), meta)
+
+
+def set_calibration(
+    model_dir: str | os.PathLike[str], calibration: Calibration | None, target: str | None = None
+) -> ModelSpec:
+    """Record (or, with None, remove) the calibration of ``target`` (None: a single-target
+    model's one target) in ``model.json``, everything else kept as it is; written
+    atomically, returned as read back with that target chosen."""
+    spec = read_model(model_dir).select(target)
+    meta = dict(spec.metadata)
+    if spec.is_multi_target:
+        entries = [dict(e) for e in meta["targets"]]
+        entry = entries[spec.output or 0]
+        entry.pop("calibration", None)
+        if calibration is not None:
+            entry["calibration"] = calibration.to_json()
+        meta["targets"] = entries
+    else:
+        meta.pop("calibration", None)
+        if calibration is not None:
+            meta["calibration"] = calibration.to_json()
+    return _write_meta(model_json_path(model_dir), meta).select(spec.target.name)
 
 
 def _write_meta(path: Path, meta: Mapping[str, Any]) -> ModelSpec:

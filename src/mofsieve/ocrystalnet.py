@@ -25,7 +25,7 @@ mean, 0); it is a buffer, so a saved model carries the table it was trained with
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,7 @@ from mofsieve.cmpnn import (
 )
 from mofsieve.graph_columns import ORBITAL_NEIGHBOUR_SUM, REVERSE_EDGES
 from mofsieve.layers import GaussianExpansion
-from mofsieve.model import MAX_Z, CrystalRegressor
+from mofsieve.model import MAX_Z, CrystalRegressor, check_n_targets, config_json
 from mofsieve.ofm import ORBITAL_DIM, element_table, onehot_table
 from mofsieve.readouts import READOUTS
 
@@ -65,6 +65,7 @@ class OCrystalNetConfig:
     rbf_step: float = 0.2
     charge_dropout: float = 0.25
     descriptor_clip: float = 0.0  # as ModelConfig.descriptor_clip
+    n_targets: int = 1  # as ModelConfig.n_targets
 
     def __post_init__(self) -> None:
         if self.atom_input not in ATOM_INPUTS:
@@ -73,6 +74,7 @@ class OCrystalNetConfig:
             raise ValueError(f"readout must be one of {sorted(READOUTS)}, not {self.readout!r}")
         if self.num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, not {self.num_layers}")
+        check_n_targets(self.n_targets)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -82,9 +84,7 @@ class OCrystalNetConfig:
         return (REVERSE_EDGES,)
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["global_features"] = list(self.global_features)
-        return d
+        return config_json(self)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> OCrystalNetConfig:

@@ -15,6 +15,11 @@ total atom count, so memory does not grow with the number of MOFs. Atoms the mod
 apart (symmetry-equivalent sites, found exactly by :mod:`mofsieve.symmetry`) are computed
 once by AE-CGCNN models; ``--every-atom`` computes each (OCrystalNet models always do).
 
+A multi-target model (``mofsieve train --target A --target B``) writes the output of
+``--target NAME`` (the same columns; without it the error lists the targets); for a
+single-target model ``--target`` may be given and must name its target. Working capacity
+from a multi-target model is two predict runs, one per target, of the same model.
+
 ``--out-dir`` writes one ``shard-K.csv`` (and ``attention-K.h5``) per graph shard
 ``shard-K.h5`` instead, each complete or absent, so that one job loads the model once for
 several shards (the workflow's ``predict.shards_per_job``). The last log line sets the time
@@ -58,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--graphs", nargs="+", help="instead of INPUT: graph shards or folders of shard-*.h5"
+    )
+    parser.add_argument(
+        "--target",
+        help="the target to write: needed for a multi-target model (one of its targets); "
+        "optional for a single-target model, and then must be its target",
     )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", type=Path, help="predictions CSV to write")
@@ -118,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("--out-dir takes --graphs (it names its outputs after the graph shards)")
         return 2
     options = dict(
+        target=args.target,
         attention_path=args.attention,
         device=args.device,
         batch_atoms=args.batch_atoms,
@@ -147,15 +158,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 class Predictor:
-    """An ensemble on a device that turns PyG batches into predictions in the target's unit."""
+    """An ensemble on a device that turns PyG batches into predictions in the target's unit.
 
-    def __init__(self, model_dir: Path, device: str = "auto") -> None:
+    ``target``: the output of a multi-target model to predict (required there; for a
+    single-target model None or its target); :meth:`choose` changes it."""
+
+    def __init__(self, model_dir: Path, device: str = "auto", target: str | None = None) -> None:
         from mofsieve.batching import select_device
         from mofsieve.model import load_model_dir
+        from mofsieve.modeldir import read_model
 
+        read_model(model_dir).select(target)  # refuse a missing or unknown target first
         self.device = select_device(device)
-        self.members, self.spec = load_model_dir(model_dir, self.device)
+        self.members, spec = load_model_dir(model_dir, self.device)
+        self.all_targets = spec
+        self.spec = spec.select(target)
         self.params = self.spec.featurization
+
+    def choose(self, target: str | None) -> None:
+        """Predict ``target`` (an output of this model) from now on."""
+        self.spec = self.all_targets.select(target)
 
     def check(self, shard_params: Any, what: str) -> None:
         self.spec.check_graphs(shard_params, what=what)
@@ -178,6 +200,8 @@ class Predictor:
         with torch.no_grad():
             for member in self.members:
                 out, w = member(batch, return_atom_weights=True)
+                if self.spec.is_multi_target:
+                    out = out[:, self.spec.output]  # G×T: the chosen target's column
                 preds.append(out.double() * std_ + mean_)
                 if atom_weights and w is not None:
                     weights.append(w.double())
@@ -229,16 +253,19 @@ class _Job:
 
     def __init__(
         self, model_dir: Path, paths: Sequence[Path], device: str, batch_atoms: int,
-        merge_equivalent: bool,
+        merge_equivalent: bool, target: str | None = None,
     ) -> None:  # fmt: skip
         from mofsieve.store import read_params
 
-        self.predictor = predictor = Predictor(model_dir, device)
+        self.predictor = predictor = Predictor(model_dir, device, target)
         for path in paths:  # refuse before computing anything
             predictor.check(read_params(path), what=f"graphs in {path}")
         log.info("%d shard(s), %d ensemble member(s) on %s%s", len(paths),
                  len(predictor.members), predictor.device, _fused_note(predictor.device))  # fmt: skip
         spec = predictor.spec
+        if spec.is_multi_target:
+            log.info("predicting %s (output %d of %s)", spec.target.name, spec.output,
+                     list(spec.target_names))  # fmt: skip
         log.info("%s", spec.uncertainty_meaning)
         self.merge_rounds = (
             spec.num_layers if merge_equivalent and spec.merges_equivalent_atoms else None
@@ -308,13 +335,15 @@ def predict(
     device: str = "auto",
     batch_atoms: int = 8000,
     merge_equivalent: bool = True,
+    target: str | None = None,
 ) -> int:
     """Predict every graph of ``graphs`` into one CSV; returns the number of rows written.
 
     ``merge_equivalent``: run the model once per set of atoms it cannot tell apart
-    (:mod:`mofsieve.symmetry`): the same predictions, fewer atoms computed."""
+    (:mod:`mofsieve.symmetry`): the same predictions, fewer atoms computed. ``target``: the
+    output of a multi-target model to write (see :class:`Predictor`)."""
     paths = _graph_paths(graphs)
-    job = _Job(model_dir, paths, device, batch_atoms, merge_equivalent)
+    job = _Job(model_dir, paths, device, batch_atoms, merge_equivalent, target)
     start = time.perf_counter()
     # Both files appear complete or not at all: written under temporary names, renamed at the
     # end (the attention file first, so a ranked CSV never points at missing weights).
@@ -339,6 +368,7 @@ def predict_shards(
     device: str = "auto",
     batch_atoms: int = 8000,
     merge_equivalent: bool = True,
+    target: str | None = None,
 ) -> int:
     """Predict each graph shard ``shard-K.h5`` of ``graphs`` into ``out_dir/shard-K.csv`` (and
     ``attention_dir/attention-K.h5``), loading the model once; returns the rows written.
@@ -356,7 +386,7 @@ def predict_shards(
             raise ValueError(f"two graph shards named {path.name} ({numbers[match[1]]}, "
                              f"{path}): their outputs would have one name")  # fmt: skip
         numbers[match[1]] = path
-    job = _Job(model_dir, paths, device, batch_atoms, merge_equivalent)
+    job = _Job(model_dir, paths, device, batch_atoms, merge_equivalent, target)
     for number, path in numbers.items():
         start = time.perf_counter()
         with ExitStack() as stack:
@@ -448,7 +478,9 @@ def predict_cifs(
     from mofsieve.manifest import build_manifest, write_manifest
     from mofsieve.modeldir import read_model
 
-    params = read_model(model_dir).featurization
+    model = read_model(model_dir)
+    model.select(options.get("target"))  # a missing or unknown target, before featurizing
+    params = model.featurization
     rows = build_manifest(list(inputs), CIF_SHARD_SIZE)
     n_shards = rows[-1].shard + 1
     with ExitStack() as stack:

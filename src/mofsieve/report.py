@@ -260,7 +260,8 @@ def build_report(
         ("ranked by", quantity_label),
         ("flag threshold", "—" if threshold is None else f"{threshold:.6g} {ranked.unit}"),
     ]
-    calibrations = [read_model(d).calibration for d in model_dirs]
+    # every target's (a multi-target folder may serve both pressures: counted once)
+    calibrations = [c for d in dict.fromkeys(model_dirs) for c in read_model(d).calibrations]
     calibrated = bool(calibrations) and all(c is not None for c in calibrations)
     if model_dirs:
         summary.append(("uncertainty", uncertainty_words(calibrations)))

@@ -20,6 +20,15 @@ warm start, :mod:`mofsieve.warm_start`: its architecture, featurization, normali
 and split; fewer epochs and a lower learning rate by default). ``--simulated-labels`` lays a
 run's GCMC uptakes (``validation.csv``) over ``--labels``; the merged labels the model saw are
 written to ``OUT/labels.csv``.
+
+``--target`` given more than once trains a multi-target model: one output per target on a
+shared trunk and hidden layer (:class:`mofsieve.model.CrystalRegressor`), each target
+standardised on its own training values, the loss over the labelled entries only (a MOF
+with one label trains one output), the split over the MOFs with any label
+(:mod:`mofsieve.training_data`), and metrics, calibration, parity and reliability plots per
+target (``parity-<target>.png``, ``reliability-<target>.png``; ``test_predictions.csv`` gets
+a ``target`` column). Not combined with ``--init-from``, ``--simulated-labels`` or
+``--train-only head``.
 """
 
 from __future__ import annotations
@@ -55,8 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--target",
-        help="label column to learn (e.g. co2_uptake_mol_per_kg_298K_0.15bar); with "
-        "--init-from, default and only choice: the model's target",
+        action="append",
+        help="label column to learn (e.g. co2_uptake_mol_per_kg_298K_0.15bar); give it again "
+        "for a multi-target model (one output per target); with --init-from, default and only "
+        "choice: the model's target",
     )
     parser.add_argument(
         "--graphs", required=True, nargs="+", help="graph shards or folders of shard-*.h5"
@@ -220,8 +231,33 @@ def settle_defaults(args: argparse.Namespace) -> None:
         args.lr = FINETUNE_LR if finetune else 1e-3
     if args.ensemble is None:
         args.ensemble = 3  # a fine-tuning run has set the source's count already
-    if args.target is None:
+    if args.target is None and not getattr(args, "targets", None):
         raise ValueError("--target is needed (the label column to learn)")
+
+
+def settle_targets(args: argparse.Namespace) -> None:
+    """``--target`` given once or more: ``args.targets`` (every one), ``args.target`` (the
+    one, or None for a multi-target model); the options a multi-target model cannot take are
+    refused."""
+    given = args.target if isinstance(args.target, list) else [args.target]
+    args.targets = [t for t in given if t is not None]
+    args.target = args.targets[0] if len(args.targets) == 1 else None
+    if len(args.targets) < 2:
+        return
+    if len(set(args.targets)) != len(args.targets):
+        raise ValueError(f"--target names a column twice: {args.targets}")
+    refused = {
+        "--init-from": args.init_from is not None,
+        "--simulated-labels": args.simulated_labels is not None,
+        "--train-only head": args.train_only == "head",
+        "--gas/--temperature-k/--pressure-bar (each target's conditions are read from its "
+        "column name)": any(
+            v is not None for v in (args.gas, args.temperature_k, args.pressure_bar)
+        ),
+    }
+    for option, given_here in refused.items():
+        if given_here:
+            raise ValueError(f"{option}: not with several --target (a multi-target model)")
 
 
 def model_config(args: argparse.Namespace, shard_globals: tuple[str, ...]) -> Any:
@@ -251,6 +287,8 @@ def model_config(args: argparse.Namespace, shard_globals: tuple[str, ...]) -> An
         overrides["charge_dropout"] = args.charge_dropout
     if getattr(args, "descriptor_clip", None) is not None:
         overrides["descriptor_clip"] = args.descriptor_clip
+    if len(getattr(args, "targets", None) or ()) > 1:
+        overrides["n_targets"] = len(args.targets)  # one output per target
     if args.global_features is not None:
         overrides["global_features"] = tuple(args.global_features)
     elif args.variant.startswith("de-"):
@@ -294,6 +332,8 @@ def train(args: argparse.Namespace) -> None:
     from mofsieve.warm_start import load_warm_start
 
     t_start = time.time()
+    settle_targets(args)
+    multi = len(args.targets) > 1
     if args.train_only == "head" and (args.init_from is None or args.members):
         raise ValueError(
             "--train-only head needs --init-from (a trained graph trunk to keep) and trains "
@@ -333,11 +373,13 @@ def train(args: argparse.Namespace) -> None:
         y_mean, y_std = warm.spec.normalisation_mean, warm.spec.normalisation_std
         log.info("fine-tuning on %d training MOFs, %d of them outside %s's split",
                  len(data.train_ids), len(data.new_train_ids), warm.directory)  # fmt: skip
+    elif multi:
+        y_mean, y_std = target_normalisation(data.y("train"), args.targets)
     else:
         y_train = data.y("train")
         y_mean, y_std = float(y_train.mean()), float(y_train.std() or 1.0)
     for d in data.datas.values():
-        d.y_std = (d.y - y_mean) / y_std
+        d.y_std = standardised(d.y, y_mean, y_std)
     train_data, val_data, test_data = data.data("train"), data.data("val"), data.data("test")
     y_val, y_test = data.y("val"), data.y("test")
     descriptor_stats = None if warm is not None else descriptor_statistics(config, train_data)
@@ -373,6 +415,13 @@ def train(args: argparse.Namespace) -> None:
     members = [model for model, _ in fitted]
     histories = [history for _, history in fitted]
 
+    if multi:
+        from mofsieve.multi_target import finish_multi_target
+
+        finish_multi_target(args, members, histories, data, params, config, device, y_mean,
+                            y_std, t_start, label_sources)  # fmt: skip
+        return
+
     # evaluate
     if warm is not None:
         clip_min = warm.spec.target.clip_min
@@ -400,19 +449,53 @@ def train(args: argparse.Namespace) -> None:
     log.info("wrote %s", args.out)
 
 
+def target_normalisation(y_train: np.ndarray, targets: list[str]) -> tuple[Any, Any]:
+    """Mean and std (arrays, one per target) of the training labels G×T, each over the MOFs
+    with that label; a target without any training label is an error."""
+    counts = (~np.isnan(y_train)).sum(0)
+    empty = [t for t, n in zip(targets, counts, strict=True) if n == 0]
+    if empty:
+        raise ValueError(f"no training MOF has a label of {empty}")
+    y_mean = np.nanmean(y_train, axis=0)
+    y_std = np.nanstd(y_train, axis=0)
+    y_std[~(y_std > 0)] = 1.0
+    return y_mean, y_std
+
+
+def standardised(y: Any, y_mean: Any, y_std: Any) -> Any:
+    """A Data's label standardised: by floats (one target) or per target (arrays)."""
+    if isinstance(y_mean, np.ndarray):
+        import torch
+
+        mean = torch.as_tensor(y_mean, dtype=y.dtype)
+        return (y - mean) / torch.as_tensor(y_std, dtype=y.dtype)
+    return (y - y_mean) / y_std
+
+
 def training_labels(
     args: argparse.Namespace,
-) -> tuple[dict[str, float], dict[str, Any], frozenset[str]]:
+) -> tuple[dict[str, Any], dict[str, Any], frozenset[str]]:
     """mof_id → label from ``--labels``, with ``--simulated-labels`` laid over them (then
     written to ``OUT/labels.csv``, which becomes the labels the model records), where they
-    came from for ``model.json``, and the simulated ids (training always keeps those)."""
+    came from for ``model.json``, and the simulated ids (training always keeps those).
+    Several targets: mof_id → one value per target (NaN where it has none)."""
     from mofsieve.training_data import (
         merge_simulated_labels,
+        read_label_columns,
         read_labels,
         read_simulated,
         write_labels,
     )
 
+    if len(args.targets) > 1:
+        columns = read_label_columns(args.labels, args.targets)
+        counts = {t: sum(1 for v in columns.values() if not np.isnan(v[i]))
+                  for i, t in enumerate(args.targets)}  # fmt: skip
+        empty = [t for t, n in counts.items() if n == 0]
+        if empty:
+            raise ValueError(f"no values in column(s) {empty} of {args.labels}")
+        original = {"path": str(args.labels), "sha1": _sha1(args.labels), "n": len(columns)}
+        return columns, {"original": original}, frozenset()
     labels = read_labels(args.labels, args.target)
     if not labels:
         raise ValueError(f"no values in column {args.target!r} of {args.labels}")
@@ -529,32 +612,19 @@ def calibrate_at_end(evaluation: Any, y_val: np.ndarray, y_test: np.ndarray) -> 
     return calibration
 
 
-def write_model(
+def training_record(
     args: argparse.Namespace,
-    members: list[Any],
     histories: list[dict[str, Any]],
     data: Any,
-    params: Any,
-    config: Any,
-    metrics: dict[str, Any],
     device: Any,
-    y_mean: float,
-    y_std: float,
-    clip_min: float | None,
     t_start: float,
-    calibration: Any = None,
     warm: Any = None,
     label_sources: dict[str, Any] | None = None,
-) -> Any:
-    """Weights and ``model.json`` (the training record and calibration in it), then the
-    reliability plot and the model card."""
+) -> dict[str, Any]:
+    """``model.json``'s ``training``: labels, graphs, split, options and what the fit took."""
     from mofsieve.fit import lr_restarts
-    from mofsieve.model import save_model_dir
-    from mofsieve.modelcard import citation_text, reliability_plot, write_model_card
-    from mofsieve.modeldir import TargetSpec
-    from mofsieve.training_data import SPLIT_FRACTIONS, conditions_from_target
+    from mofsieve.training_data import SPLIT_FRACTIONS
 
-    conditions = conditions_from_target(args.target)
     seconds_per_epoch = [h["seconds"] for hist in histories for h in hist["epochs"]]
     label_sources = label_sources or {}
     labels_used = Path(label_sources.get("merged", args.labels))
@@ -594,7 +664,10 @@ def write_model(
             "weight_decay": args.weight_decay,
             "schedule": args.lr_schedule,
         },
-        "loss": "MSE on standardised target",
+        "loss": "MSE on standardised target"
+        if args.target is not None
+        else "mean over the labelled entries of the squared standardised errors (one output "
+        "per target; a MOF without a target's label sends no gradient to its output)",
         **({"train_only": "head"} if args.train_only == "head" else {}),
         "batch_atoms": args.batch_atoms,
         "threads": args.threads,
@@ -605,6 +678,35 @@ def write_model(
         "seconds_per_epoch_mean": float(np.mean(seconds_per_epoch)) if seconds_per_epoch else None,
         "wall_seconds": time.time() - t_start,
     }
+    return training
+
+
+def write_model(
+    args: argparse.Namespace,
+    members: list[Any],
+    histories: list[dict[str, Any]],
+    data: Any,
+    params: Any,
+    config: Any,
+    metrics: dict[str, Any],
+    device: Any,
+    y_mean: float,
+    y_std: float,
+    clip_min: float | None,
+    t_start: float,
+    calibration: Any = None,
+    warm: Any = None,
+    label_sources: dict[str, Any] | None = None,
+) -> Any:
+    """Weights and ``model.json`` (the training record and calibration in it), then the
+    reliability plot and the model card."""
+    from mofsieve.model import save_model_dir
+    from mofsieve.modelcard import citation_text, reliability_plot, write_model_card
+    from mofsieve.modeldir import TargetSpec
+    from mofsieve.training_data import conditions_from_target
+
+    conditions = conditions_from_target(args.target)
+    training = training_record(args, histories, data, device, t_start, warm, label_sources)
     if warm is not None:
         target = replace(warm.spec.target, clip_min=clip_min)
     else:

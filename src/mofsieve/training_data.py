@@ -1,7 +1,12 @@
 """What a training run learns from: labels, the labelled graphs, and their split.
 
 80/10/10 split by seed over the labelled graphs (a permutation of the sorted ids, so the
-same labels and seed always give the same split, whatever the shard order). A fine-tuned
+same labels and seed always give the same split, whatever the shard order). Several targets
+(a multi-target model): each MOF's labels are a tuple with NaN where it has none
+(:func:`read_label_columns`), and the split is the same permutation over the MOFs with at
+least one label, so a target whose labelled MOFs are that union (e.g. 0.15 bar in
+``labels.csv``, whose 16 bar MOFs all have a 0.15 bar label) gets exactly its single-target
+split. A fine-tuned
 model (``train --init-from``) inherits its source model's split instead: labelled MOFs outside
 it go to training, so the source's validation and test MOFs stay held out. Simulated uptakes
 (the GCMC ``validation.csv`` of a run) merge into the original labels here
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from mofsieve.batching import graph_to_data
 from mofsieve.featurization_params import FeaturizationParams
@@ -49,6 +55,16 @@ def read_labels(path: Path, target: str) -> dict[str, float]:
                     raise ValueError(f"{path}: mof_id {row['mof_id']} appears twice")
                 labels[row["mof_id"]] = y
     return labels
+
+
+def read_label_columns(path: Path, targets: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """mof_id → one value per target (NaN where the row has none) for the rows with a finite
+    value in at least one of ``targets``."""
+    if len(set(targets)) != len(targets):
+        raise ValueError(f"a target is named twice: {list(targets)}")
+    columns = [read_labels(path, target) for target in targets]
+    ids = sorted(set().union(*columns))
+    return {m: tuple(column.get(m, math.nan) for column in columns) for m in ids}
 
 
 def make_split(ids: Sequence[str], seed: int) -> dict[str, str]:
@@ -140,9 +156,10 @@ def conditions_from_target(target: str) -> dict[str, Any]:
 @dataclass
 class TrainingSet:
     """Labelled graphs as lean PyG Data, split; ``train_ids`` is what training uses (the
-    training split less any subsample or atom cap)."""
+    training split less any subsample or atom cap). ``labels`` holds a float per MOF, or a
+    tuple (one value per target, NaN where unlabelled) for a multi-target model."""
 
-    labels: dict[str, float]
+    labels: dict[str, Any]
     datas: dict[str, Any]
     n_atoms: dict[str, int]
     split: dict[str, str]
@@ -158,12 +175,17 @@ class TrainingSet:
         return [self.datas[i] for i in ids]
 
     def y(self, split: str) -> np.ndarray:
+        """Labels of ``split``: (G,), or G×T with NaN where a MOF lacks a target's label."""
         ids = self.train_ids if split == "train" else self.ids[split]
         return np.array([self.labels[i] for i in ids])
 
-    def non_negative(self) -> bool:
-        """Uptakes: predictions are then clipped at 0 (by predict and the evaluation)."""
-        return min(self.labels.values()) >= 0.0
+    def non_negative(self, target: int | None = None) -> bool:
+        """Uptakes: predictions are then clipped at 0 (by predict and the evaluation);
+        ``target``: the column of a multi-target set."""
+        values = np.array(list(self.labels.values()), dtype=np.float64)
+        if target is not None:
+            values = values[:, target]
+        return bool(np.nanmin(values) >= 0.0)
 
 
 def shard_featurization(readers: Sequence[Any]) -> FeaturizationParams:
@@ -177,7 +199,7 @@ def shard_featurization(readers: Sequence[Any]) -> FeaturizationParams:
 
 
 def load_training_set(
-    labels: dict[str, float],
+    labels: dict[str, Any],
     readers: Sequence[Any],
     global_features: Sequence[str],
     seed: int,
@@ -192,7 +214,8 @@ def load_training_set(
     ``global_features``: the shard descriptors it reads, by name (shards may order them
     differently). ``inherited_split``: a fine-tuned model's source split; ids outside it
     train. Those, and the training MOFs of ``always_train`` (simulated labels), are always
-    trained on: neither the subsample nor the atom cap leaves them out."""
+    trained on: neither the subsample nor the atom cap leaves them out. ``labels`` values
+    that are tuples (several targets) become each Data's ``y`` of shape 1×T."""
     datas: dict[str, Any] = {}
     n_atoms: dict[str, int] = {}
     for reader in readers:
@@ -201,7 +224,12 @@ def load_training_set(
         for i, mof_id in enumerate(reader.ids):
             if mof_id in labels and mof_id not in datas:
                 graph = reader.graph(i)
-                datas[mof_id] = graph_to_data(graph, global_index, labels[mof_id], columns)
+                y = labels[mof_id]
+                several = isinstance(y, tuple)
+                data = graph_to_data(graph, global_index, None if several else y, columns)
+                if several:  # 1×T: a batch of G crystals stacks them into G×T
+                    data.y = torch.tensor([y], dtype=torch.float32)
+                datas[mof_id] = data
                 n_atoms[mof_id] = graph.n_atoms
         reader.release()  # the Data hold what training needs; free the shard arrays
     no_graph = sorted(set(labels) - set(datas))

@@ -151,6 +151,11 @@ def load_warm_start(args: argparse.Namespace) -> WarmStart:
             "directory (the source's weights stay as they are)"
         )
     spec = read_model(source)
+    if spec.is_multi_target:
+        raise ValueError(
+            f"--init-from {source}: a multi-target model ({list(spec.target_names)}); "
+            "fine-tuning one is not supported"
+        )
     given = [
         name for name in ARCHITECTURE_OPTIONS if getattr(args, name, None) not in (None, False)
     ]

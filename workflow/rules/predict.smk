@@ -2,6 +2,9 @@
 # model once: each shard's predictions, and every atom's weight in the readout (the attention
 # weights of attention pooling; uniform weights, with the readout recorded, for mean/sum
 # pooling) for the report's pictures, into the job's folder (shard-K.csv, attention-K.h5).
+# A multi-target model folder may serve several pressures: each job passes --target, the
+# model's target at its label's pressure (mofsieve.config.model_target); working capacity is
+# then two jobs per shard range, one per pressure, of the same model.
 rule predict:
     input:
         graphs=graphs_of_predict_job,
@@ -23,8 +26,11 @@ rule predict:
             input.graphs, wildcards.shards, "shard-{}.h5"
         ),
         model=model_folder,
+        target=lambda wildcards: mconfig.predict_target_arguments(
+            config, wildcards.model
+        ),
         device=config["device"],
     shell:
-        "mofsieve predict --model {params.model:q} --graphs {params.graphs:q}"
+        "mofsieve predict --model {params.model:q} {params.target:q} --graphs {params.graphs:q}"
         " --out-dir {output.predictions:q} --attention {output.predictions:q}"
         " --device {params.device:q} --threads {threads:q} > {log:q} 2>&1"
