@@ -309,8 +309,29 @@ def test_jobs_take_consecutive_shards_and_the_last_one_the_rest() -> None:
     )
     with pytest.raises(mconfig.ConfigError, match="shards_per_job must be at least 1, not 0"):
         mconfig.job_names(5, 0)
+    with pytest.raises(mconfig.ConfigError, match="cores must be at least 1, not 0"):
+        mconfig.job_names(5, 2, cores=0)
     with pytest.raises(mconfig.ConfigError, match="'00003' is not a job name FFFFF-LLLLL"):
         mconfig.job_shards("00003")
+
+
+@pytest.mark.parametrize(
+    ("n_shards", "per_job", "cores", "sizes"),
+    [
+        (25, 10, 2, [7, 6, 6, 6]),  # 3 jobs of at most 10 → 4, a multiple of the cores
+        (20, 10, 2, [10, 10]),  # already a multiple: as on one core
+        (600, 10, 4, [10] * 60),
+        (7, 2, 3, [2, 1, 1, 1, 1, 1]),  # 4 jobs → 6
+        (3, 10, 8, [1, 1, 1]),  # never more jobs than shards
+    ],
+)
+def test_on_several_cores_jobs_come_in_a_multiple_of_the_cores_and_even(
+    n_shards: int, per_job: int, cores: int, sizes: list[int]
+) -> None:
+    jobs = mconfig.job_names(n_shards, per_job, cores)
+    assert [len(mconfig.job_shards(job)) for job in jobs] == sizes
+    every = [s for job in jobs for s in mconfig.job_shards(job)]
+    assert every == [f"{k:05d}" for k in range(n_shards)]  # each shard once, in order
 
 
 def test_a_predict_job_reads_the_featurize_folders_holding_its_shards() -> None:
@@ -493,6 +514,28 @@ def synthetic_run(
     return run_dir
 
 
+def test_a_local_run_evens_its_jobs_out_over_the_cores(tmp_path: Path, write_model_dir) -> None:
+    """make screen's 25 shards (the last one short) with 10 shards a job: 3 jobs a stage on a
+    cluster or one core, 4 of 7, 6, 6 and 6 shards on 2 cores (each core busy to the end),
+    and predict jobs that each read one featurize job's folder."""
+    synthetic_run(tmp_path, write_model_dir, 12_020, 500)
+    expected = {
+        "1": ["00000-00009", "00010-00019", "00020-00024"],
+        "2": ["00000-00006", "00007-00012", "00013-00018", "00019-00024"],
+        "3": ["00000-00008", "00009-00016", "00017-00024"],
+    }
+    for cores, jobs in expected.items():
+        result = snakemake(tmp_path, "-n", "-p", "--cores", cores)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        commands = shell_commands(result.stdout)
+        for rule, option in (("featurize", "--out"), ("predict", "--out-dir")):
+            folders = sorted(after(c, option)[0].rsplit("shards-", 1)[1] for c in commands[rule])
+            assert folders == jobs, (rule, cores)
+        for command in commands["predict"]:
+            job = after(command, "--out-dir")[0].rsplit("shards-", 1)[1]
+            assert {Path(g).parent.name for g in after(command, "--graphs")} == {f"shards-{job}"}
+
+
 def test_paths_with_spaces_and_quotes_survive_and_predict_always_writes_atom_weights(
     tmp_path: Path, write_model_dir
 ) -> None:
@@ -501,7 +544,8 @@ def test_paths_with_spaces_and_quotes_survive_and_predict_always_writes_atom_wei
     out = "my 'results'"  # every rule quotes each word: {x:q}
     per_job = {"featurize": {"shards_per_job": 2}, "predict": {"shards_per_job": 3}}
     synthetic_run(tmp_path, write_model_dir, 100, 20, output_dir=out, **per_job)
-    result = snakemake(tmp_path, "-n", "-p", "--cores", "2")
+    # one core: the jobs as configured (on more, a local run evens them out over the cores)
+    result = snakemake(tmp_path, "-n", "-p", "--cores", "1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     commands = shell_commands(result.stdout)
     run = f"{out}/big"

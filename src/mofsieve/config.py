@@ -359,21 +359,49 @@ def shard_ids(manifest: str | os.PathLike[str]) -> list[str]:
 _JOB = re.compile(r"(\d{5})-(\d{5})")
 
 
-def job_names(n_shards: int, per_job: int) -> list[str]:
+def job_names(n_shards: int, per_job: int, cores: int = 1) -> list[str]:
     """``FFFFF-LLLLL`` (first and last shard) of the jobs that take ``per_job`` consecutive
     shards each, the last one the rest: ``job_names(7, 3) == ["00000-00002", "00003-00005",
-    "00006-00006"]``."""
+    "00006-00006"]``.
+
+    ``cores`` > 1 (a local run on that many cores): as many jobs as that gives, rounded up to
+    a multiple of ``cores`` (at most one per shard), sizes within one shard of each other, so
+    that every core has a job to the end instead of one core finishing a short last job alone
+    (``make screen``'s 25 shards on 2 cores: 7, 6, 6 and 6 rather than 10, 10 and 5)."""
     if per_job < 1:
         raise ConfigError(f"shards_per_job must be at least 1, not {per_job}")
+    if cores < 1:
+        raise ConfigError(f"cores must be at least 1, not {cores}")
+    if cores == 1:
+        return [
+            f"{first:05d}-{min(first + per_job, n_shards) - 1:05d}"
+            for first in range(0, n_shards, per_job)
+        ]
+    n_jobs = min(n_shards, math.ceil(math.ceil(n_shards / per_job) / cores) * cores)
+    sizes = [n_shards // n_jobs + (k < n_shards % n_jobs) for k in range(n_jobs)]
+    firsts = [sum(sizes[:k]) for k in range(n_jobs)]
     return [
-        f"{first:05d}-{min(first + per_job, n_shards) - 1:05d}"
-        for first in range(0, n_shards, per_job)
+        f"{first:05d}-{first + size - 1:05d}" for first, size in zip(firsts, sizes, strict=True)
     ]
 
 
-def jobs_of(manifest: str | os.PathLike[str], per_job: int) -> list[str]:
-    """The job names of a manifest's shards, ``per_job`` shards a job."""
-    return job_names(len(shard_ids(manifest)), per_job)
+def jobs_of(manifest: str | os.PathLike[str], per_job: int, cores: int = 1) -> list[str]:
+    """The job names of a manifest's shards, ``per_job`` shards a job (:func:`job_names`)."""
+    return job_names(len(shard_ids(manifest)), per_job, cores)
+
+
+def local_cores(workflow: Any) -> int:
+    """The cores a local run spreads its featurize and predict jobs over (:func:`job_names`):
+    ``--cores`` when Snakemake runs the jobs itself, 1 on a cluster (SLURM), where the jobs
+    run side by side whatever their number."""
+    from snakemake.exceptions import WorkflowError
+
+    if not workflow.local_exec:
+        return 1
+    try:
+        return max(1, int(workflow.cores))
+    except (TypeError, ValueError, WorkflowError):  # no --cores (a dry run without it)
+        return 1
 
 
 def _job_range(name: str) -> range:

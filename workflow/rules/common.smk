@@ -19,6 +19,9 @@ MODELS = mconfig.model_labels(config)
 RANKING_MODEL = MODELS[0]
 MPI_FEATURIZE = config["featurize"]["mpi"]
 GRAPHS = f"{RUN}/graphs"
+# A local run spreads its jobs over --cores (mofsieve.config.job_names): resume it with the
+# same --cores, or its featurize and predict jobs are regrouped and run again.
+LOCAL_CORES = mconfig.local_cores(workflow)
 PREDICTIONS = f"{RUN}/predictions"
 
 
@@ -35,11 +38,15 @@ def manifest_path():
 
 
 def featurize_jobs():
-    return mconfig.jobs_of(manifest_path(), config["featurize"]["shards_per_job"])
+    return mconfig.jobs_of(
+        manifest_path(), config["featurize"]["shards_per_job"], LOCAL_CORES
+    )
 
 
 def predict_jobs():
-    return mconfig.jobs_of(manifest_path(), config["predict"]["shards_per_job"])
+    return mconfig.jobs_of(
+        manifest_path(), config["predict"]["shards_per_job"], LOCAL_CORES
+    )
 
 
 def graph_folders(wildcards):

@@ -1,10 +1,11 @@
 if not MPI_FEATURIZE:
 
-    # One job per featurize.shards_per_job consecutive shards, one process for all of them:
-    # shard-K.h5, failures-K.csv, warnings-K.csv and frameworks-K.csv (the keys rank groups
-    # duplicate frameworks by) of each, into the job's folder. Featurize jobs go before
-    # predict jobs when both are ready: the longest work first keeps every core busy to the
-    # end (make screen: 25 shards, 3 featurize + 3 predict jobs on 2 cores).
+    # One job per featurize.shards_per_job consecutive shards (locally: evened out over the
+    # cores, mofsieve.config.job_names), one process for all of them: shard-K.h5,
+    # failures-K.csv, warnings-K.csv and frameworks-K.csv (the keys rank groups duplicate
+    # frameworks by) of each, into the job's folder. Featurize jobs go before predict jobs
+    # when both are ready: the longest work first keeps every core busy to the end (make
+    # screen: 25 shards, 4 featurize + 4 predict jobs on 2 cores).
     rule featurize:
         input:
             manifest=f"{RUN}/manifest.csv",
