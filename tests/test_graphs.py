@@ -111,3 +111,57 @@ def test_real_mofs_match_pymatgen_neighbour_distances():
 def test_max_neighbours_is_respected(max_neighbors):
     graph = neighbour_graph(*fcc_copper(), max_neighbors=max_neighbors)
     assert np.bincount(graph.dst).tolist() == [max_neighbors] * 4
+
+
+def _core_mof_crystals(count: int):
+    """The first ``count`` structures of the core-mof package that parse."""
+    pytest.importorskip("CoRE_MOF", reason="the core-mof package (pip install '.[demo]')")
+    from mofsieve.structures import StructureError
+
+    found = []
+    for _, data in iter_archive(package_archive("core-mof:2019-ASR")):
+        try:
+            found.append(parse_cif(data))
+        except StructureError:
+            continue
+        if len(found) == count:
+            return found
+    pytest.fail(f"fewer than {count} parsable CIFs in core-mof")
+
+
+def test_compiled_top_k_gives_numpys_graph_exactly():
+    """The same edges, distances and images in the same order as numpy's sorts, on real MOFs
+    and on lattices where every neighbour shell ties (simple cubic: the 12th neighbour is one
+    of 12 at a√2, chosen by index and image)."""
+    from mofsieve import graph_native
+
+    if graph_native.kernel() is None:
+        pytest.skip("the neighbour-graph kernel cannot be built here (no C++ compiler)")
+    structures = [(c.frac_coords, c.lattice) for c in _core_mof_crystals(60)]
+    structures += [fcc_copper(), (np.zeros((1, 3)), np.eye(3) * 3.0)]
+    structures += [(np.array([[0, 0, 0], [0.5, 0.5, 0.5]]), np.eye(3) * 4.0)]  # bcc: 8, then 6
+    for frac, lattice in structures:
+        for k in (12, 5):
+            compiled = neighbour_graph(frac, lattice, max_neighbors=k)
+            with graph_native.switched_off():
+                reference = neighbour_graph(frac, lattice, max_neighbors=k)
+            for name in ("src", "dst", "dist", "image"):
+                np.testing.assert_array_equal(getattr(compiled, name), getattr(reference, name))
+
+
+def test_compiled_top_k_refuses_inconsistent_pairs():
+    from mofsieve import graph_native
+
+    library = graph_native.kernel()
+    if library is None:
+        pytest.skip("the neighbour-graph kernel cannot be built here (no C++ compiler)")
+    centre, neigh = np.array([0, 1, 1]), np.array([1, 0, 0])
+    images, dist = np.zeros((3, 3), dtype=np.int64), np.array([1.0, 1.0, 2.0])
+    kept = graph_native.nearest_k(library, centre, neigh, images, dist, n_atoms=2, k=1)
+    assert kept.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="pair arrays of different lengths"):
+        graph_native.nearest_k(library, centre, neigh[:2], images, dist, n_atoms=2, k=1)
+    with pytest.raises(ValueError, match="a pair's centre outside 0..1"):
+        graph_native.nearest_k(library, centre + 1, neigh, images, dist, n_atoms=2, k=1)
+    with pytest.raises(ValueError, match="k must be at least 1, not 0"):
+        graph_native.nearest_k(library, centre, neigh, images, dist, n_atoms=2, k=0)

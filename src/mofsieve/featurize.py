@@ -320,6 +320,9 @@ def featurize_rows(
 def _load_before_fork(params: FeaturizationParams) -> None:
     """Load what every CIF will need once, in the parent: the forked workers share it instead
     of each importing torch and loading the charge model and compiled kernels again."""
+    from mofsieve import graph_native
+
+    graph_native.kernel()
     if params.charges != CHARGES_FROM_CIF:
         from mofsieve import fused
         from mofsieve.charge_sources import ChargeSourceError, charge_model

@@ -2,7 +2,8 @@
 
 Each kernel library (the fused GNN layers in :mod:`mofsieve.fused`, the geometric descriptors
 in :mod:`mofsieve.descriptors.native`, the energy grid in
-:mod:`mofsieve.descriptors.energy_native`) is one :class:`NativeLibrary`: built the first time
+:mod:`mofsieve.descriptors.energy_native`, the neighbour graph's top-k in
+:mod:`mofsieve.graph_native`) is one :class:`NativeLibrary`: built the first time
 it is needed and kept in ``$MOFSIEVE_KERNEL_CACHE`` (default ``~/.cache/mofsieve``) under a
 name that changes with its sources, its compiler flags and (for a torch extension) the torch
 version, so a library built on one node is reused by every later process that would build the
