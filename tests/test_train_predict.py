@@ -611,8 +611,8 @@ PREDICT_JOB = """
 import sys
 from mofsieve.cli import main
 code = main(sys.argv[1:])
-from mofsieve.lean_imports import UNUSED_BY_PREDICT, is_deferred
-print(code, *[is_deferred(name) for _, name in UNUSED_BY_PREDICT])
+from mofsieve.lean_imports import UNUSED_BY_JOBS, is_deferred
+print(code, *[is_deferred(name) for _, name in UNUSED_BY_JOBS])
 """
 
 

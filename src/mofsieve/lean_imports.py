@@ -1,10 +1,11 @@
-"""Defer the parts of torch and PyG that a prediction job imports but never runs.
+"""Defer the parts of torch and PyG that prediction and featurization jobs import but never run.
 
 ``import torch_geometric`` executes every PyG subpackage: its datasets (and through them its
 LLM tools, pandas, …) and, through ``torch_geometric.isinstance``, ``torch._dynamo`` (the
-compiler front end, with sympy). Prediction uses none of them, yet they were half of a
-predict job's imports (``python -X importtime``, README "Performance"), and tearing them down
-again at exit cost as much. :func:`defer` puts a stand-in module into ``sys.modules`` for
+compiler front end, with sympy). Prediction uses none of them, nor does featurization (whose
+charge model and fused kernels import torch and PyG), yet they were half of a predict job's
+imports (``python -X importtime``, README "Performance"), and tearing them down again at exit
+cost as much. :func:`defer` puts a stand-in module into ``sys.modules`` for
 each: ``import torch._dynamo`` binds the stand-in, and the first use of anything in it (an
 attribute, or importing one of its submodules) runs the real package in place first, so code
 that does need it gets it, only later, as a normal import would have given it.
@@ -23,8 +24,8 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
-# (package, subpackage) pairs: what `mofsieve predict` never uses
-UNUSED_BY_PREDICT: tuple[tuple[str, str], ...] = (
+# (package, subpackage) pairs: what `mofsieve predict` and `mofsieve featurize` never use
+UNUSED_BY_JOBS: tuple[tuple[str, str], ...] = (
     ("torch", "torch._dynamo"),
     ("torch_geometric", "torch_geometric.datasets"),
 )
@@ -101,7 +102,7 @@ def is_deferred(name: str) -> bool:
     return isinstance(sys.modules.get(name), DeferredModule)
 
 
-def defer(pairs: Sequence[tuple[str, str]] = UNUSED_BY_PREDICT) -> list[str]:
+def defer(pairs: Sequence[tuple[str, str]] = UNUSED_BY_JOBS) -> list[str]:
     """Import each ``(package, submodule)``'s package with a :class:`DeferredModule` standing
     in for the submodule (unless that is imported already); returns the names deferred."""
     if os.environ.get("MOFSIEVE_LEAN_IMPORTS", "1") == "0":
