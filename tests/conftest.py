@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,31 @@ def shared_core() -> Path:
     if not (SHARED_CORE / "cifs.tar.xz").is_file():
         pytest.skip(f"shared CoRE MOF 2019 data not found at {SHARED_CORE} (developer data only)")
     return SHARED_CORE
+
+
+# A mofsieve command in a fresh Python process, as a workflow job runs it: prints its exit
+# code and, for each part of torch and PyG that lean_imports defers, whether it stayed unrun.
+_FRESH_JOB = """
+import sys
+from mofsieve.cli import main
+code = main(sys.argv[1:])
+from mofsieve.lean_imports import UNUSED_BY_JOBS, is_deferred
+print(code, *[is_deferred(name) for _, name in UNUSED_BY_JOBS])
+"""
+
+
+@pytest.fixture(scope="session")
+def fresh_job() -> Callable[[list[str]], list[str]]:
+    """``fresh_job(argv)``: run ``mofsieve ARGV`` in a fresh process; its exit code and, per
+    deferred module, ``True`` if it was never run (``["0", "True", "True"]`` for a lean job)."""
+
+    def run(argv: list[str]) -> list[str]:
+        job = subprocess.run([sys.executable, "-c", _FRESH_JOB, *argv], capture_output=True,
+                             text=True, timeout=600)  # fmt: skip
+        assert job.returncode == 0, job.stderr
+        return job.stdout.split()
+
+    return run
 
 
 @pytest.fixture(scope="session")

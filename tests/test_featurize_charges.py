@@ -263,40 +263,22 @@ def test_a_model_trained_on_model_charges_refuses_cif_graphs_and_the_workflow_as
         mconfig.featurize_arguments(cfg)
 
 
-FEATURIZE_JOB = """
-import sys
-from mofsieve.cli import main
-code = main(sys.argv[1:])
-from mofsieve.lean_imports import UNUSED_BY_JOBS, is_deferred
-print(code, *[is_deferred(name) for _, name in UNUSED_BY_JOBS])
-"""
-
-
 def test_a_featurize_job_charging_cifs_never_runs_the_parts_of_torch_and_pyg_it_does_not_use(
-    tmp_path: Path, test_data: Path
+    tmp_path: Path, test_data: Path, fresh_job
 ) -> None:
     """torch._dynamo and PyG's datasets stay unrun through a featurize job that loads the charge
     model (a fresh process, as a job is), and its shard is that of a process that ran them."""
-    import subprocess
-    import sys
-
     import torch._dynamo  # noqa: F401  # this process has both: the reference
     import torch_geometric.datasets  # noqa: F401
 
     inputs = [str(test_data / "checks" / n) for n in ("clean.cif", "ammonium.cif")]
     argv = ["featurize", *inputs, "--jobs", "1", "--charges", "cif_or_model"]
-    job = subprocess.run(
-        [sys.executable, "-c", FEATURIZE_JOB, *argv, "--out", str(tmp_path / "job")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert job.returncode == 0, job.stderr
-    assert job.stdout.split() == ["0", "True", "True"]
+    assert fresh_job([*argv, "--out", str(tmp_path / "job")]) == ["0", "True", "True"]
     assert main([*argv, "--out", str(tmp_path / "here")]) == 0
     with (
         h5py.File(tmp_path / "job" / "shard-00000.h5") as a,
         h5py.File(tmp_path / "here" / "shard-00000.h5") as b,
     ):
         assert np.isfinite(a["charge"][()]).all()
-        for name in ("charge", "edge_src", "edge_dist", "global_features"):
-            if name in b:
-                np.testing.assert_array_equal(a[name][()], b[name][()])
+        for name in ("charge", "edge_src", "edge_dist"):
+            np.testing.assert_array_equal(a[name][()], b[name][()])

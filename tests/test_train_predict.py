@@ -607,32 +607,15 @@ def test_a_deferred_module_runs_only_when_used_and_then_as_an_import_would(tmp_p
     ]
 
 
-PREDICT_JOB = """
-import sys
-from mofsieve.cli import main
-code = main(sys.argv[1:])
-from mofsieve.lean_imports import UNUSED_BY_JOBS, is_deferred
-print(code, *[is_deferred(name) for _, name in UNUSED_BY_JOBS])
-"""
-
-
 def test_a_predict_job_never_runs_the_parts_of_torch_and_pyg_it_does_not_use(
-    trained, real_shards, tmp_path
+    trained, real_shards, tmp_path, fresh_job
 ):
     """torch._dynamo and PyG's datasets stay unrun through a whole predict (in a fresh
     process, as a job is), and the predictions are those of a process that imported them."""
-    import subprocess
-    import sys
-
     graphs, _ = real_shards
     args = ["predict", "--model", str(trained), "--graphs", str(graphs), "--device", "cpu",
             "--threads", "1"]  # fmt: skip
-    job = subprocess.run(
-        [sys.executable, "-c", PREDICT_JOB, *args, "--out", str(tmp_path / "job.csv")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert job.returncode == 0, job.stderr
-    assert job.stdout.split() == ["0", "True", "True"]
+    assert fresh_job([*args, "--out", str(tmp_path / "job.csv")]) == ["0", "True", "True"]
     import torch._dynamo  # noqa: F401  # this process has both: the reference
     import torch_geometric.datasets  # noqa: F401
 
