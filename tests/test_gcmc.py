@@ -33,6 +33,14 @@ def cif(a: float, charges: list[float] | None, gamma: float = 90.0, extra: str =
     )
 
 
+def uncharged_toy_cif() -> str:
+    """The charged toy framework of tests/data with its charge column taken out."""
+    lines = (TEST_DATA / "good" / "toy_framework_charged.cif").read_text().splitlines()
+    i = lines.index("_atom_site_charge")
+    bare = lines[:i] + [" ".join(ln.split()[:5]) for ln in lines[i + 1 :]]
+    return "\n".join(bare) + "\n"
+
+
 def flagged_csv(tmp_path: Path, cifs: dict[str, str]) -> Path:
     rows = []
     for mof_id, text in cifs.items():
@@ -206,11 +214,7 @@ def test_a_missing_charge_model_leaves_a_chargeless_mof_without_a_deck(
     reason=f"the shipped charge model ({SHIPPED_CHARGE_MODEL}) is absent",
 )
 def test_a_cif_without_charges_gets_the_models_in_its_deck(tmp_path: Path) -> None:
-    text = (TEST_DATA / "good" / "toy_framework_charged.cif").read_text()
-    lines = text.splitlines()
-    i = lines.index("_atom_site_charge")
-    bare = lines[:i] + [" ".join(ln.split()[:5]) for ln in lines[i + 1 :]]
-    flagged = flagged_csv(tmp_path, {"NOQ": "\n".join(bare) + "\n"})
+    flagged = flagged_csv(tmp_path, {"NOQ": uncharged_toy_cif()})
     out = tmp_path / "gcmc"
     assert main(["gcmc", "--flagged", str(flagged), "--out", str(out)]) == 0  # cif_or_model
     charges = parse_cif((out / "NOQ" / "NOQ.cif").read_text()).charge
@@ -222,6 +226,27 @@ def test_a_cif_without_charges_gets_the_models_in_its_deck(tmp_path: Path) -> No
     assert row["charge_detail"].startswith("model:")
     sim = (out / "NOQ" / "simulation.input").read_text()
     assert f"# framework charges (in NOQ.cif): model ({row['charge_detail']}), net" in sim
+
+
+@pytest.mark.skipif(
+    not SHIPPED_CHARGE_MODEL.is_file(),
+    reason=f"the shipped charge model ({SHIPPED_CHARGE_MODEL}) is absent",
+)
+def test_a_gcmc_job_charging_cifs_never_runs_the_parts_of_torch_and_pyg_it_does_not_use(
+    tmp_path: Path, fresh_job
+) -> None:
+    """torch._dynamo and PyG's datasets stay unrun through a gcmc job that loads the charge
+    model (a fresh process, as a job is), and its deck is that of a process that ran them."""
+    import torch._dynamo  # noqa: F401  # this process has both: the reference
+    import torch_geometric.datasets  # noqa: F401
+
+    flagged = flagged_csv(tmp_path, {"NOQ": uncharged_toy_cif()})
+    argv = ["gcmc", "--flagged", str(flagged)]
+    assert fresh_job([*argv, "--out", str(tmp_path / "job")]) == ["0", "True", "True"]
+    assert main([*argv, "--out", str(tmp_path / "here")]) == 0
+    deck = (tmp_path / "job" / "NOQ" / "NOQ.cif").read_text()
+    assert deck == (tmp_path / "here" / "NOQ" / "NOQ.cif").read_text()
+    assert np.isfinite(parse_cif(deck).charge).all()
 
 
 def test_eqeq_charges_a_real_mof_for_its_deck(tmp_path: Path) -> None:

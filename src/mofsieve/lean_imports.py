@@ -24,7 +24,7 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
-# (package, subpackage) pairs: what `mofsieve predict` and `mofsieve featurize` never use
+# (package, subpackage) pairs: what `mofsieve predict`, `featurize` and `gcmc` never use
 UNUSED_BY_JOBS: tuple[tuple[str, str], ...] = (
     ("torch", "torch._dynamo"),
     ("torch_geometric", "torch_geometric.datasets"),
