@@ -389,3 +389,28 @@ def test_ae_cgcnn_trained_on_shards_with_columns_ignores_them(trained_ocrystalne
                      str(out), "--device", "cpu"]) == 0  # fmt: skip
         outputs.append(sorted(csv.reader(open(out))))
     assert outputs[0] == outputs[1]
+
+
+SHIPPED_OCRYSTALNET = {
+    0.15: REPO / "models" / "co2_298K_0.15bar-ocrystalnet",
+    16.0: REPO / "models" / "co2_298K_16bar-ocrystalnet",
+}
+
+
+@pytest.mark.parametrize("pressure", sorted(SHIPPED_OCRYSTALNET))
+def test_shipped_ocrystalnet_models_say_what_they_are(pressure):
+    """The shipped OCrystalNet models: their architecture, conditions and graph columns, a
+    calibrated σ, and a card with the test metrics model.json records."""
+    model = SHIPPED_OCRYSTALNET[pressure]
+    spec = read_model(model)
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["class"] == "OCrystalNet" and not spec.merges_equivalent_atoms
+    assert spec.target.pressure_bar == pressure and spec.target.gas == "CO2"
+    assert set(spec.featurization.columns) == set(COLUMNS)
+    assert spec.calibration is not None and spec.calibration.fitted_on == "validation"
+    card = (model / "MODEL_CARD.md").read_text()
+    test = meta["metrics"]["test"]
+    assert f"{test['mae']:.3f}" in card and f"{test['spearman']:.3f}" in card
+    assert f"**test {100 * spec.calibration.coverage_90_test:.1f} %**" in card
+    assert "o(c) ⊗ s(c)" in card and "attention heads" not in card  # its own architecture
+    assert all((model / name).is_file() for name in spec.weights)

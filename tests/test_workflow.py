@@ -956,3 +956,54 @@ def test_local_run_end_to_end_then_kill_9_halfway_and_restart_is_byte_identical(
     result = snakemake(killed, "--cores", "2", "--rerun-incomplete", timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert (run / "ranked.csv").read_bytes() == expected
+
+
+SHIPPED_OCRYSTALNET = {
+    "0.15": REPO / "models" / "co2_298K_0.15bar-ocrystalnet",
+    "16": REPO / "models" / "co2_298K_16bar-ocrystalnet",
+}
+
+
+@pytest.mark.slow
+def test_both_shipped_ocrystalnet_models_screen_through_snakemake(tmp_path: Path) -> None:
+    """Working capacity needs both pressures' models: Snakemake featurizes the CIFs with the
+    columns the OCrystalNet models ask for, predicts with each and ranks 16 bar minus 0.15 bar;
+    its numbers are those of ``mofsieve predict`` on the same graphs."""
+    pytest.importorskip("CoRE_MOF", reason="the core-mof package (pip install '.[demo]')")
+    import h5py
+
+    from mofsieve.cli import main
+
+    tar = _small_core_mof_tar(tmp_path / "cifs.tar.gz", 10)
+    cfg = minimal(
+        run="ocn",
+        inputs=[str(tar)],
+        shard_size=6,
+        target={"pressure": "working_capacity"},
+        models={p: str(path) for p, path in SHIPPED_OCRYSTALNET.items()},
+        device="cpu",
+        flag={"top_count": 2},
+        report={"pictures": 1},
+    )
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    result = snakemake(tmp_path, "--cores", "2", timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    run = tmp_path / "results" / "ocn"
+    with open(run / "ranked.csv", newline="") as fh:
+        ranked = list(csv.DictReader(fh))
+    assert len(ranked) >= 8  # of 10 real CIFs and a broken one
+    assert b"BROKEN" in (run / "failures.csv").read_bytes()
+    shards = sorted((run / "graphs").rglob("shard-*.h5"))
+    with h5py.File(shards[0]) as fh:
+        assert "edge_reverse" in fh and "orbital_neighbour_sum" in fh
+    direct = {}
+    for pressure, model in SHIPPED_OCRYSTALNET.items():
+        out = tmp_path / f"direct-{pressure}.csv"
+        assert main(["predict", "--model", str(model), "--graphs", *map(str, shards),
+                     "--out", str(out), "--device", "cpu"]) == 0  # fmt: skip
+        with open(out, newline="") as fh:
+            direct[pressure] = {r["mof_id"]: float(r["prediction"]) for r in csv.DictReader(fh)}
+    for row in ranked:
+        capacity = direct["16"][row["mof_id"]] - direct["0.15"][row["mof_id"]]
+        assert float(row["prediction_mol_per_kg"]) == pytest.approx(capacity, abs=2e-5)
+    assert (run / "report.html").stat().st_size > 10_000

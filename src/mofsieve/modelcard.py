@@ -321,6 +321,25 @@ def _ocrystalnet_sentence(init: dict[str, Any], variant: str) -> str:
     )
 
 
+def implementation_notes(init: dict[str, Any]) -> str:
+    """How the architecture is computed, in a sentence or two for the card."""
+    stop, step = init.get("rbf_stop", 8.0), init.get("rbf_step", 0.2)
+    rbf = f"The Gaussian expansion of distances (0–{stop:g} Å, step {step:g} Å) runs inside the model."
+    if "atom_input" in init:
+        return (
+            "Implementation notes: the shard stores each atom's 32 Voronoi-weighted neighbour "
+            "orbital sums s(c); the orbital field matrix o(c) ⊗ s(c) is formed on the device. "
+            "Every directed edge reads its reverse through the shard's `edge_reverse` (the "
+            "12-nearest-neighbour graph made symmetric by union). " + rbf
+        )
+    return (
+        "Implementation notes: every layer computes `W·(v_i ⊕ v_j ⊕ e)` as `W_i v_i + W_j v_j + "
+        "W_e e` (node terms once per atom); attention heads share the message projection and "
+        "differ in their scores, so a layer aggregates once however many heads it has; in the "
+        "head-attention layer the softmax over heads is computed from each atom's features. " + rbf
+    )
+
+
 def architecture_sentence(init: dict[str, Any], variant: str) -> str:
     if "atom_input" in init:
         return _ocrystalnet_sentence(init, variant)
@@ -489,11 +508,7 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
         "",
         architecture_sentence(init, meta["variant"]),
         "",
-        "Implementation notes: every layer computes `W·(v_i ⊕ v_j ⊕ e)` as `W_i v_i + W_j v_j + "
-        "W_e e` (node terms once per atom); attention heads share the message projection and "
-        "differ in their scores, so a layer aggregates once however many heads it has; in the "
-        "head-attention layer the softmax over heads is computed from each atom's features. The "
-        "Gaussian expansion of distances (0–8 Å, step 0.2 Å) runs inside the model.",
+        implementation_notes(init),
         "",
         "## Training",
         "",
