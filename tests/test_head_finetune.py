@@ -7,6 +7,7 @@ that uses the new input can fit them."""
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,8 @@ def test_head_with_an_added_descriptor_learns_it_on_frozen_graph_layers(source, 
     assert training["init_from"]["source_training"]["epochs_run"] == [4, 4]
     card = (tuned / "MODEL_CARD.md").read_text()
     assert "only the head was trained" in card and "`void_fraction_geometric`" in card
+    seconds = float(re.search(r"Measured: (\S+) s per epoch", card)[1])  # a head epoch: < 1 s
+    assert seconds > 0 and seconds == pytest.approx(training["seconds_per_epoch_mean"], rel=0.05)
 
     # fine-tuned again, every layer: the card follows the chain back to the first model
     again = tmp_path / "again"

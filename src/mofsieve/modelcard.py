@@ -110,6 +110,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 360 else f"{seconds / 60:.0f} min"
 
 
+def _seconds(value: float) -> str:
+    """Whole seconds, or two significant digits under 10 s (a head epoch takes hundredths)."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+
+
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"
 
@@ -559,7 +564,7 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
             if any(tr.get("lr_restarts") or [])
             else []
         ),
-        f"- Measured: {spe:.0f} s per epoch (training + validation) on {tr['threads']} CPU threads ({tr['device']})."
+        f"- Measured: {_seconds(spe)} s per epoch (training + validation) on {tr['threads']} CPU threads ({tr['device']})."
         if spe
         else "- Seconds per epoch: not measured.",
         clip_line,
