@@ -52,6 +52,13 @@ def fresh_job() -> Callable[[list[str]], list[str]]:
 
 
 @pytest.fixture(scope="session")
+def shipped_ocrystalnet() -> dict[float, Path]:
+    """The shipped OCrystalNet CO2 model folders by pressure (bar)."""
+    models = Path(__file__).resolve().parents[1] / "models"
+    return {p: models / f"co2_298K_{p:g}bar-ocrystalnet" for p in (0.15, 16.0)}
+
+
+@pytest.fixture(scope="session")
 def core_mof_graphs() -> Callable[[int, Callable[[Any], bool]], list[Any]]:
     """``core_mof_graphs(count, keep)``, see :func:`_core_mof_graphs`."""
     return _core_mof_graphs

@@ -958,14 +958,10 @@ def test_local_run_end_to_end_then_kill_9_halfway_and_restart_is_byte_identical(
     assert (run / "ranked.csv").read_bytes() == expected
 
 
-SHIPPED_OCRYSTALNET = {
-    "0.15": REPO / "models" / "co2_298K_0.15bar-ocrystalnet",
-    "16": REPO / "models" / "co2_298K_16bar-ocrystalnet",
-}
-
-
 @pytest.mark.slow
-def test_both_shipped_ocrystalnet_models_screen_through_snakemake(tmp_path: Path) -> None:
+def test_both_shipped_ocrystalnet_models_screen_through_snakemake(
+    tmp_path: Path, shipped_ocrystalnet
+) -> None:
     """Working capacity needs both pressures' models: Snakemake featurizes the CIFs with the
     columns the OCrystalNet models ask for, predicts with each and ranks 16 bar minus 0.15 bar;
     its numbers are those of ``mofsieve predict`` on the same graphs."""
@@ -980,7 +976,7 @@ def test_both_shipped_ocrystalnet_models_screen_through_snakemake(tmp_path: Path
         inputs=[str(tar)],
         shard_size=6,
         target={"pressure": "working_capacity"},
-        models={p: str(path) for p, path in SHIPPED_OCRYSTALNET.items()},
+        models={f"{p:g}": str(path) for p, path in shipped_ocrystalnet.items()},
         device="cpu",
         flag={"top_count": 2},
         report={"pictures": 1},
@@ -997,13 +993,13 @@ def test_both_shipped_ocrystalnet_models_screen_through_snakemake(tmp_path: Path
     with h5py.File(shards[0]) as fh:
         assert "edge_reverse" in fh and "orbital_neighbour_sum" in fh
     direct = {}
-    for pressure, model in SHIPPED_OCRYSTALNET.items():
-        out = tmp_path / f"direct-{pressure}.csv"
+    for pressure, model in shipped_ocrystalnet.items():
+        out = tmp_path / f"direct-{pressure:g}.csv"
         assert main(["predict", "--model", str(model), "--graphs", *map(str, shards),
                      "--out", str(out), "--device", "cpu"]) == 0  # fmt: skip
         with open(out, newline="") as fh:
             direct[pressure] = {r["mof_id"]: float(r["prediction"]) for r in csv.DictReader(fh)}
     for row in ranked:
-        capacity = direct["16"][row["mof_id"]] - direct["0.15"][row["mof_id"]]
+        capacity = direct[16.0][row["mof_id"]] - direct[0.15][row["mof_id"]]
         assert float(row["prediction_mol_per_kg"]) == pytest.approx(capacity, abs=2e-5)
     assert (run / "report.html").stat().st_size > 10_000

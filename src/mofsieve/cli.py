@@ -29,6 +29,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "calibrate": ("mofsieve.calibrate", "scale a model's ensemble spread into a calibrated σ"),
     "report": ("mofsieve.report", "write a self-contained HTML report of a screening run"),
 }
+# verbs run as workflow jobs whose process defers the parts of torch and PyG it never uses
+# (mofsieve.lean_imports): done here, before the verb's module imports anything
+LEAN_VERBS = frozenset({"featurize", "predict", "gcmc"})
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -57,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     verb = top.parse_args(argv[:1]).verb
     module_name, help_text = VERBS[verb]
+    if verb in LEAN_VERBS:
+        from mofsieve import lean_imports
+
+        lean_imports.defer()
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"mofsieve {verb}", description=help_text)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -527,9 +527,6 @@ def _columns_argument(text: str | None) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mofsieve import lean_imports
-
-    lean_imports.defer()  # before the charge model imports torch and PyG
     from mofsieve.featurization_params import FeaturizationMismatch
     from mofsieve.modeldir import ModelDirError
 

@@ -369,9 +369,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mofsieve import lean_imports
-
-    lean_imports.defer()  # before the charge model imports torch and PyG
     settings = GcmcSettings(
         temperature_k=args.temperature,
         pressures_bar=tuple(args.pressure),

@@ -1,15 +1,16 @@
-"""Defer the parts of torch and PyG that prediction and featurization jobs import but never run.
+"""Defer the parts of torch and PyG that predict, featurize and gcmc jobs import but never run.
 
 ``import torch_geometric`` executes every PyG subpackage: its datasets (and through them its
 LLM tools, pandas, …) and, through ``torch_geometric.isinstance``, ``torch._dynamo`` (the
-compiler front end, with sympy). Prediction uses none of them, nor does featurization (whose
-charge model and fused kernels import torch and PyG), yet they were half of a predict job's
-imports (``python -X importtime``, README "Performance"), and tearing them down again at exit
-cost as much. :func:`defer` puts a stand-in module into ``sys.modules`` for
+compiler front end, with sympy). Prediction uses none of them, nor do featurization and the
+GCMC decks (whose charge model and fused kernels import torch and PyG), yet they were half of
+a predict job's imports (``python -X importtime``, README "Performance"), and tearing them
+down again at exit cost as much. :func:`defer` puts a stand-in module into ``sys.modules`` for
 each: ``import torch._dynamo`` binds the stand-in, and the first use of anything in it (an
 attribute, or importing one of its submodules) runs the real package in place first, so code
 that does need it gets it, only later, as a normal import would have given it.
-``MOFSIEVE_LEAN_IMPORTS=0`` turns this off.
+``mofsieve.cli`` calls it for those verbs (``LEAN_VERBS``); ``MOFSIEVE_LEAN_IMPORTS=0``
+turns this off.
 """
 
 from __future__ import annotations

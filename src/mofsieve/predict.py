@@ -111,9 +111,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mofsieve import lean_imports
-
-    lean_imports.defer()  # before anything imports torch or PyG
     from mofsieve.featurization_params import FeaturizationMismatch
     from mofsieve.manifest import InputError
     from mofsieve.modeldir import ModelDirError
