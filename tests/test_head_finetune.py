@@ -287,3 +287,46 @@ def test_adding_a_descriptor_the_shards_lack_is_refused(source, tmp_path, caplog
     assert main(args) == 3
     assert "lack global features ['surface_area_m2_g_geometric']" in caplog.text
     assert not (out / "model.json").exists()
+
+
+def test_fine_tuning_moves_a_model_to_its_graphs_force_field_revision(source, tmp_path, caplog):
+    """A model trained on force-field descriptors of an older revision refuses graphs of the
+    current one at prediction; fine-tuning on them is how it moves, and the result reads the
+    graphs' revision."""
+    from dataclasses import replace
+
+    from mofsieve.featurization_params import ENERGY_REVISION
+    from mofsieve.featurize import featurize_cif
+    from mofsieve.manifest import iter_archive, package_archive
+    from mofsieve.store import ShardReader
+
+    added = ("co2_lj_min_energy_kj_mol",)
+    reader = ShardReader(next(source["graphs"].glob("shard-*.h5")))
+    params = replace(reader.params, global_feature_names=SOURCE_GLOBALS + ADDED + added)
+    members = {graph.source for graph in reader}
+    archive = package_archive("core-mof:2019-ASR")
+    graphs = [featurize_cif(Path(name).stem, name, data, params)
+              for name, data in iter_archive(archive, members)]  # fmt: skip
+    shards = {}
+    for revision in (ENERGY_REVISION - 1, ENERGY_REVISION):
+        shards[revision] = tmp_path / f"revision-{revision}"
+        shards[revision].mkdir()
+        write_shard(shards[revision] / "shard-00000.h5", graphs,
+                    replace(params, energy_revision=revision))  # fmt: skip
+    old = tmp_path / "old"
+    args = _train_args(shards[ENERGY_REVISION - 1], source["labels"], old, "--init-from",
+                       str(source["model"]), "--global-features", *params.global_feature_names,
+                       "--train-only", "head", "--epochs", "2")  # fmt: skip
+    assert main(args) == 0
+    assert read_model(old).featurization.energy_revision == ENERGY_REVISION - 1
+    assert main(["predict", "--model", str(old), "--graphs", str(shards[ENERGY_REVISION]),
+                 "--out", str(tmp_path / "refused.csv"), "--threads", "1"]) != 0  # fmt: skip
+    assert f"descriptors of revision {ENERGY_REVISION} but the model read revision" in caplog.text
+    assert "fine-tune the model on such graphs" in caplog.text
+
+    moved = tmp_path / "moved"
+    args = _train_args(shards[ENERGY_REVISION], source["labels"], moved, "--init-from", str(old),
+                       "--train-only", "head", "--epochs", "2")  # fmt: skip
+    assert main(args) == 0
+    assert read_model(moved).featurization.energy_revision == ENERGY_REVISION
+    assert len(_predict(moved, shards[ENERGY_REVISION], tmp_path / "moved.csv")) == len(graphs)

@@ -23,6 +23,14 @@ class FeaturizationMismatch(ValueError):
 CHARGES_FROM_CIF = "cif"
 FEATURIZATION_CHARGES: tuple[str, ...] = (CHARGES_FROM_CIF, "cif_or_model")
 
+# Revision of the force-field descriptors' numbers (mofsieve.descriptors.energy_grid), what
+# `mofsieve featurize` computes now. 1: shards and models from before revision 2 (the
+# parameter absent), whose compiled kernel missed the images of atoms on a cell face (a
+# fraction a rounding error below 0 wrapped to 1.0): 7 % of the shared CoRE MOFs had other
+# values, up to 0.4 in log10 K_H. A model reading these descriptors and its graphs must share
+# the revision.
+ENERGY_REVISION = 2
+
 
 @dataclass(frozen=True)
 class FeaturizationParams:
@@ -36,6 +44,7 @@ class FeaturizationParams:
     # "orbital_neighbour_sum"); they add to the nearest-neighbour graph, never change it.
     columns: tuple[str, ...] = field(default_factory=tuple)
     charges: str = CHARGES_FROM_CIF  # one of FEATURIZATION_CHARGES
+    energy_revision: int = 1  # of the force-field descriptors (ENERGY_REVISION: the current)
 
     def __post_init__(self) -> None:
         if self.charges not in FEATURIZATION_CHARGES:
@@ -60,6 +69,7 @@ class FeaturizationParams:
             global_feature_names=tuple(json.loads(str(attrs["global_feature_names"]))),
             columns=tuple(json.loads(str(attrs.get("columns", "[]")))),  # format 1: none
             charges=str(attrs.get("charges", CHARGES_FROM_CIF)),  # shards written before it
+            energy_revision=int(attrs.get("energy_revision", 1)),  # type: ignore[call-overload]
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -76,6 +86,8 @@ class FeaturizationParams:
             out["columns"] = list(self.columns)
         if self.charges != CHARGES_FROM_CIF:
             out["charges"] = self.charges
+        if self.reads_energy_descriptors():
+            out["energy_revision"] = self.energy_revision
         return out
 
     @classmethod
@@ -87,7 +99,14 @@ class FeaturizationParams:
             global_feature_names=tuple(d["global_feature_names"]),
             columns=tuple(d.get("columns", ())),
             charges=str(d.get("charges", CHARGES_FROM_CIF)),
+            energy_revision=int(d.get("energy_revision", 1)),
         )
+
+    def reads_energy_descriptors(self) -> bool:
+        """Whether any global feature is a force-field descriptor (their revision matters)."""
+        from mofsieve.descriptors.energy_grid import ENERGY_DESCRIPTORS  # numpy: not at import
+
+        return any(name in ENERGY_DESCRIPTORS for name in self.global_feature_names)
 
     def check_compatible(self, other: FeaturizationParams, what: str = "graphs") -> None:
         """Raise :class:`FeaturizationMismatch` naming the first parameter that differs.
@@ -106,6 +125,18 @@ class FeaturizationParams:
                     f"{name}={want!r}; featurize again with the model's parameters "
                     "(`mofsieve featurize --model MODEL_DIR …`)"
                 )
+        if self.energy_revision != other.energy_revision and self.reads_energy_descriptors():
+            remedy = (
+                "featurize them again with this mofsieve"
+                if other.energy_revision < self.energy_revision
+                else "fine-tune the model on such graphs (`mofsieve train --init-from MODEL_DIR "
+                "…`) or use one trained on them"
+            )
+            raise FeaturizationMismatch(
+                f"{what} carry force-field descriptors of revision {other.energy_revision} but "
+                f"the model read revision {self.energy_revision} in training (revision 2 "
+                f"counts the images of atoms on a cell face); {remedy}"
+            )
         missing = [n for n in self.global_feature_names if n not in other.global_feature_names]
         if missing:
             raise FeaturizationMismatch(

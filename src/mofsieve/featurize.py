@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ from mofsieve.checks import bond_checks, find_bonds
 from mofsieve.duplicates import FrameworkKey, framework_key, write_framework_keys
 from mofsieve.failures import Failure, write_failures
 from mofsieve.failures import merge_failures as merge_failure_files
-from mofsieve.featurization_params import CHARGES_FROM_CIF, FEATURIZATION_CHARGES
+from mofsieve.featurization_params import CHARGES_FROM_CIF, ENERGY_REVISION, FEATURIZATION_CHARGES
 from mofsieve.graphs import NeighbourGraph, neighbour_graph
 from mofsieve.manifest import (
     InputError,
@@ -492,7 +492,8 @@ def featurization_from_arguments(args: argparse.Namespace) -> FeaturizationParam
 
         params = union_featurization([read_model(d) for d in args.model])
         assert params is not None
-        return params
+        # the descriptors this code computes, whatever the models read (predict checks)
+        return replace(params, energy_revision=ENERGY_REVISION)
     default = FeaturizationParams()
     return FeaturizationParams(
         cutoff=default.cutoff if args.cutoff is None else args.cutoff,
@@ -500,6 +501,7 @@ def featurization_from_arguments(args: argparse.Namespace) -> FeaturizationParam
         global_feature_names=_global_features_argument(args.global_features),
         columns=_columns_argument(args.columns),
         charges=default.charges if args.charges is None else args.charges,
+        energy_revision=ENERGY_REVISION,
     )
 
 

@@ -437,6 +437,33 @@ def _multi_target_lines(spec: ModelSpec) -> list[str]:
     return lines
 
 
+def _energy_revision_lines(spec: ModelSpec) -> list[str]:
+    """The force-field descriptors' revision the model reads and, when its ``model.json`` was
+    moved to a newer one without retraining (``revised``), what that move was checked on."""
+    f = spec.featurization
+    if not f.reads_energy_descriptors():
+        return []
+    lines = ["", f"Force-field descriptors of revision {f.energy_revision}."]
+    for r in spec.metadata.get("revised", []):
+        checked = "; ".join(
+            f"{split} {m['mae']:.4f} / {m['spearman']:.4f} / {m['top10_recall']:.3f}"
+            for split, m in r["metrics"].items()
+        )
+        before = "; ".join(
+            f"{split} {m['mae']:.4f} / {m['spearman']:.4f} / {m['top10_recall']:.3f}"
+            for split, m in r["metrics_before"].items()
+        )
+        lines.append(
+            f"Trained on graphs of revision {r['energy_revision_from']}; moved to revision "
+            f"{r['energy_revision_to']} without retraining ({r['why']}). The weights are "
+            f"unchanged; on the same split's graphs of revision {r['energy_revision_to']} "
+            f"(MAE / Spearman / top-10 % recall): {checked} (revision "
+            f"{r['energy_revision_from']}: {before}). The metrics above are revision "
+            f"{r['energy_revision_from']}'s."
+        )
+    return lines
+
+
 def write_model_card(path: Path, spec: ModelSpec) -> None:
     """Write ``MODEL_CARD.md`` (atomically) from the model directory's ``model.json``."""
     meta = spec.metadata
@@ -579,6 +606,7 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
             if meta["featurization"].get("columns")
             else "."
         ),
+        *_energy_revision_lines(spec),
         "",
         "## Data and citations",
         "",

@@ -57,13 +57,17 @@ class WarmStart:
         """The featurization of the fine-tuned model: the source's, with the descriptors its
         head adds (:func:`added_global_features`), except that shards whose
         CIFs without charges got the charge model's (``charges: cif_or_model``) may fine-tune
-        a source trained on CIF charges (a CIF with charges gives the same graph either way).
+        a source trained on CIF charges (a CIF with charges gives the same graph either way),
+        and that the force-field descriptors may be of another revision than the source read
+        (fine-tuning on the graphs' own is how a model moves to their revision).
         :class:`FeaturizationMismatch` unless every shard fits."""
         from mofsieve.featurization_params import CHARGES_FROM_CIF
 
         wanted = self.spec.featurization
         wanted = replace(
-            wanted, global_feature_names=wanted.global_feature_names + self.added_globals
+            wanted,
+            global_feature_names=wanted.global_feature_names + self.added_globals,
+            energy_revision=readers[0].params.energy_revision if readers else 1,
         )
         charges = {reader.params.charges for reader in readers}
         if wanted.charges == CHARGES_FROM_CIF and charges == {"cif_or_model"}:

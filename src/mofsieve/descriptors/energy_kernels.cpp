@@ -42,6 +42,16 @@ inline void to_fractional(const Lattice& lat, const double* x, double* f) {
     f[i] = x[0] * lat.inv[0][i] + x[1] * lat.inv[1][i] + x[2] * lat.inv[2][i];
 }
 
+// Into [0, 1): f − ⌊f⌋ of a fraction a rounding error below 0 (an atom on a cell face) is
+// 1 − 1e-17, which rounds to 1.0; bin_of would put it in bin 0 while its position is a whole
+// cell away, and the gather would miss its images.
+inline void wrap_fraction(double* f) {
+  for (int i = 0; i < 3; ++i) {
+    f[i] -= std::floor(f[i]);
+    if (f[i] >= 1.0) f[i] = 0.0;
+  }
+}
+
 inline int floor_div(int k, int n) { return (k >= 0) ? k / n : -((-k + n - 1) / n); }
 
 // Atom images of one element type gathered for one bin: positions relative to the bin
@@ -65,9 +75,12 @@ struct Images {
 // Coulomb energy (K) of the molecule's charged sites with the images whose distance from the
 // molecule's centre is below the cutoff: the whole molecule sees the same images, so a
 // neutral molecule meets each one as a multipole and the truncation adds no net charge.
-// ``site_q``: site charge × e²/(4πε₀ k_B) (K Å per e).
-double coulomb_energy(const Images& images, const float* centre, const float (*sites)[3],
-                      const float* site_q, int n_sites, float cutoff2) {
+// ``site_q``: site charge × e²/(4πε₀ k_B) (K Å per e). The site count is a template
+// argument: with a loop of run-time length inside, the image loop was not vectorized and
+// cost more than all the Lennard-Jones sums.
+template <int kSites>
+double coulomb_sum(const Images& images, const float* centre, const float (*sites)[3],
+                   const float* site_q, float cutoff2) {
   const size_t n = images.size;
   const float* x = images.x.data();
   const float* y = images.y.data();
@@ -79,13 +92,27 @@ double coulomb_energy(const Images& images, const float* centre, const float (*s
     const float cx = x[j] - centre[0], cy = y[j] - centre[1], cz = z[j] - centre[2];
     const float centre2 = cx * cx + cy * cy + cz * cz;
     float potential = 0.0f;
-    for (int s = 0; s < n_sites; ++s) {
+    for (int s = 0; s < kSites; ++s) {
       const float dx = x[j] - sites[s][0], dy = y[j] - sites[s][1], dz = z[j] - sites[s][2];
       potential += site_q[s] / std::sqrt(dx * dx + dy * dy + dz * dz);
     }
     sum += (centre2 < cutoff2) ? q[j] * potential : 0.0f;
   }
   return static_cast<double>(sum);
+}
+
+double coulomb_energy(const Images& images, const float* centre, const float (*sites)[3],
+                      const float* site_q, int n_sites, float cutoff2) {
+  switch (n_sites) {  // 1 .. kMaxSites, checked by the caller
+    case 1: return coulomb_sum<1>(images, centre, sites, site_q, cutoff2);
+    case 2: return coulomb_sum<2>(images, centre, sites, site_q, cutoff2);
+    case 3: return coulomb_sum<3>(images, centre, sites, site_q, cutoff2);
+    case 4: return coulomb_sum<4>(images, centre, sites, site_q, cutoff2);
+    case 5: return coulomb_sum<5>(images, centre, sites, site_q, cutoff2);
+    case 6: return coulomb_sum<6>(images, centre, sites, site_q, cutoff2);
+    case 7: return coulomb_sum<7>(images, centre, sites, site_q, cutoff2);
+    default: return coulomb_sum<kMaxSites>(images, centre, sites, site_q, cutoff2);
+  }
 }
 
 // Lennard-Jones energy (K) of one site at q (relative to the bin centre) with images of one
@@ -132,10 +159,14 @@ double inverse_sixth_beyond(const Images& images, double margin) {
   return static_cast<double>(sum);
 }
 
+// The atoms wrapped into the cell and sorted by bin: bin w holds entries start[w] ..
+// start[w + 1] − 1 (one bin's atoms side by side for the gather).
 struct AtomBins {
   int n[3];
-  std::vector<int> start;  // atoms of bin w: order[start[w] .. start[w + 1])
-  std::vector<int> order;
+  std::vector<int> start;
+  std::vector<double> cart;    // 3 per entry, Å
+  std::vector<int> type;       // 0 .. n_types − 1
+  std::vector<double> charge;  // e (0 without charges)
 };
 
 }  // namespace
@@ -180,22 +211,29 @@ extern "C" int mofsieve_energy_grid(int n_atoms, const double* cart, const int* 
 
     // atoms wrapped into the cell and binned like the points
     std::vector<double> wrapped(3 * static_cast<size_t>(n_atoms));
-    AtomBins atoms{{nb[0], nb[1], nb[2]}, std::vector<int>(n_bins + 1, 0), {}};
+    AtomBins atoms{{nb[0], nb[1], nb[2]}, std::vector<int>(n_bins + 1, 0), {}, {}, {}};
     std::vector<int> atom_bin(n_atoms);
     for (int a = 0; a < n_atoms; ++a) {
       double f[3];
       to_fractional(lat, cart + 3 * a, f);
-      for (int i = 0; i < 3; ++i) f[i] -= std::floor(f[i]);
+      wrap_fraction(f);
       for (int k = 0; k < 3; ++k)
         wrapped[3 * a + k] = f[0] * lat.row[0][k] + f[1] * lat.row[1][k] + f[2] * lat.row[2][k];
       atom_bin[a] = bin_of(f);
       ++atoms.start[atom_bin[a] + 1];
     }
     std::partial_sum(atoms.start.begin(), atoms.start.end(), atoms.start.begin());
-    atoms.order.resize(n_atoms);
+    atoms.cart.resize(3 * static_cast<size_t>(n_atoms));
+    atoms.type.resize(n_atoms);
+    atoms.charge.assign(n_atoms, 0.0);
     {
       std::vector<int> fill(atoms.start.begin(), atoms.start.end() - 1);
-      for (int a = 0; a < n_atoms; ++a) atoms.order[fill[atom_bin[a]]++] = a;
+      for (int a = 0; a < n_atoms; ++a) {
+        const int j = fill[atom_bin[a]]++;
+        for (int k = 0; k < 3; ++k) atoms.cart[3 * j + k] = wrapped[3 * a + k];
+        atoms.type[j] = types[a];
+        if (charges != nullptr) atoms.charge[j] = charges[a];
+      }
     }
 
     // points ordered by bin
@@ -204,7 +242,7 @@ extern "C" int mofsieve_energy_grid(int n_atoms, const double* cart, const int* 
     for (int p = 0; p < n_points; ++p) {
       double* f = &point_frac[3 * static_cast<size_t>(p)];
       to_fractional(lat, points + 3 * p, f);
-      for (int i = 0; i < 3; ++i) f[i] -= std::floor(f[i]);
+      wrap_fraction(f);
       point_bin[p] = bin_of(f);
       ++first[point_bin[p] + 1];
     }
@@ -229,6 +267,7 @@ extern "C" int mofsieve_energy_grid(int n_atoms, const double* cart, const int* 
     const double gather = cutoff + reach + half_diagonal;
     const double near = near_reach + reach + half_diagonal;
     const float cutoff2 = static_cast<float>(cutoff * cutoff);
+    const double gather2 = gather * gather, near2 = near * near;
 
     if (n_sites < 1 || n_sites > kMaxSites) return 2;
     // the most attraction a site can feel from an image of each type at 1 Å: Σ_sites B
@@ -265,16 +304,11 @@ extern "C" int mofsieve_energy_grid(int n_atoms, const double* cart, const int* 
             for (int k = 0; k < 3; ++k)
               shift[k] = s0 * lat.row[0][k] + s1 * lat.row[1][k] + s2 * lat.row[2][k] - centre[k];
             for (int j = atoms.start[v]; j < atoms.start[v + 1]; ++j) {
-              const int a = atoms.order[j];
-              const double d[3] = {wrapped[3 * a] + shift[0], wrapped[3 * a + 1] + shift[1],
-                                   wrapped[3 * a + 2] + shift[2]};
+              const double d[3] = {atoms.cart[3 * j] + shift[0], atoms.cart[3 * j + 1] + shift[1],
+                                   atoms.cart[3 * j + 2] + shift[2]};
               const double d2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
-              if (d2 >= gather * gather) continue;
-              if (d2 < near * near) {
-                near_images[types[a]].push(d, charges ? charges[a] : 0.0);
-              } else {
-                far_images[types[a]].push(d, charges ? charges[a] : 0.0);
-              }
+              if (d2 >= gather2) continue;
+              (d2 < near2 ? near_images : far_images)[atoms.type[j]].push(d, atoms.charge[j]);
             }
           }
         }
