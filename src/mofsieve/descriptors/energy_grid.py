@@ -91,11 +91,13 @@ class EnergySettings:
     temperature_k: float = 298.0
     cutoff: float = ff.DEFAULT_CUTOFF
     cap_k: float = 1.0e4  # energies above this count as this (a site inside an atom)
-    # compiled loops only (neither changes a number): the points are binned about this many
-    # to a bin (each bin gathers the atom images within reach once), bins no narrower than
-    # ``min_bin_width`` Å; and images within ``near_reach`` Å are summed first, to find
-    # overlapping sites early
-    points_per_bin: int = 16
+    # compiled loops only (neither changes a number beyond single-precision rounding): the
+    # points are binned about this many to a bin (each bin gathers the atom images within
+    # reach once), bins no narrower than ``min_bin_width`` Å; and images within
+    # ``near_reach`` Å are summed first, to find overlapping sites early. 32 rather than 16
+    # since the Coulomb sums were vectorized: the gather became the larger cost (3.1 → 2.3 ms
+    # per CIF; descriptors within 3e-4 kJ/mol on 1,000 core-mof MOFs)
+    points_per_bin: int = 32
     min_bin_width: float = 2.0
     near_reach: float = 4.0
 
