@@ -443,16 +443,16 @@ def _energy_revision_lines(spec: ModelSpec) -> list[str]:
     f = spec.featurization
     if not f.reads_energy_descriptors():
         return []
+
+    def by_split(metrics: dict[str, dict[str, float]]) -> str:
+        return "; ".join(
+            f"{split} {m['mae']:.4f} / {m['spearman']:.4f} / {m['top10_recall']:.3f}"
+            for split, m in metrics.items()
+        )
+
     lines = ["", f"Force-field descriptors of revision {f.energy_revision}."]
     for r in spec.metadata.get("revised", []):
-        checked = "; ".join(
-            f"{split} {m['mae']:.4f} / {m['spearman']:.4f} / {m['top10_recall']:.3f}"
-            for split, m in r["metrics"].items()
-        )
-        before = "; ".join(
-            f"{split} {m['mae']:.4f} / {m['spearman']:.4f} / {m['top10_recall']:.3f}"
-            for split, m in r["metrics_before"].items()
-        )
+        checked, before = by_split(r["metrics"]), by_split(r["metrics_before"])
         lines.append(
             f"Trained on graphs of revision {r['energy_revision_from']}; moved to revision "
             f"{r['energy_revision_to']} without retraining ({r['why']}). The weights are "
