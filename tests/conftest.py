@@ -59,15 +59,15 @@ def shipped_ocrystalnet() -> dict[float, Path]:
 
 
 @pytest.fixture(scope="session")
-def core_mof_graphs() -> Callable[[int, Callable[[Any], bool]], list[Any]]:
-    """``core_mof_graphs(count, keep)``, see :func:`_core_mof_graphs`."""
+def core_mof_graphs() -> Callable[..., list[Any]]:
+    """``core_mof_graphs(count, keep, params=None)``, see :func:`_core_mof_graphs`."""
     return _core_mof_graphs
 
 
-def _core_mof_graphs(count: int, keep: Callable[[Any], bool]) -> list[Any]:
+def _core_mof_graphs(count: int, keep: Callable[[Any], bool], params: Any = None) -> list[Any]:
     """The first ``count`` graphs of the core-mof package's CIFs (real CoRE MOF 2019-ASR
-    structures, default featurization) for which ``keep(graph)`` holds; skips the test
-    without the package, fails it if fewer exist."""
+    structures, featurized with ``params``, default: the default featurization) for which
+    ``keep(graph)`` holds; skips the test without the package, fails it if fewer exist."""
     pytest.importorskip("CoRE_MOF", reason="the core-mof package (pip install '.[demo]')")
     from mofsieve.featurize import featurize_cif
     from mofsieve.manifest import iter_archive, package_archive
@@ -77,7 +77,7 @@ def _core_mof_graphs(count: int, keep: Callable[[Any], bool]) -> list[Any]:
     found = []
     for name, data in iter_archive(package_archive("core-mof:2019-ASR")):
         try:
-            graph = featurize_cif(Path(name).stem, name, data, FeaturizationParams())
+            graph = featurize_cif(Path(name).stem, name, data, params or FeaturizationParams())
         except StructureError:
             continue
         if keep(graph):

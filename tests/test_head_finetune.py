@@ -29,27 +29,13 @@ def _label(graph, names: tuple[str, ...]) -> float:
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory) -> dict:
+def source(core_mof_graphs, tmp_path_factory) -> dict:
     """A small de-atten3 model reading the density only, trained on real MOFs whose made-up
     labels follow their void fraction; their shard has both descriptors."""
-    pytest.importorskip("CoRE_MOF", reason="the core-mof package (pip install '.[demo]')")
-    from mofsieve.featurize import featurize_cif
-    from mofsieve.manifest import iter_archive, package_archive
-    from mofsieve.structures import StructureError
-
     root = tmp_path_factory.mktemp("headfit")
     names = SOURCE_GLOBALS + ADDED
     params = FeaturizationParams(global_feature_names=names)
-    graphs = []
-    for name, data in iter_archive(package_archive("core-mof:2019-ASR")):
-        try:
-            graph = featurize_cif(Path(name).stem, name, data, params)
-        except StructureError:
-            continue
-        if graph.n_atoms <= 100:
-            graphs.append(graph)
-        if len(graphs) == N_MOFS:
-            break
+    graphs = core_mof_graphs(N_MOFS, lambda g: g.n_atoms <= 100, params)
     (root / "graphs").mkdir()
     write_shard(root / "graphs" / "shard-00000.h5", graphs, params)
     labels = root / "labels.csv"

@@ -196,7 +196,7 @@ def test_a_missing_label_sends_no_gradient_to_its_output(data):
     """A MOF labelled at 0.15 bar only: its loss reaches the 0.15 bar output and the shared
     layers, never the 16 bar output; and the loss does not depend on the missing value."""
     from mofsieve.batching import graph_to_data, iter_batches
-    from mofsieve.fit import masked_mse
+    from mofsieve.fit import masked_loss
     from mofsieve.model import build_model, variant_config
     from mofsieve.store import ShardReader, shard_paths
 
@@ -207,7 +207,7 @@ def test_a_missing_label_sends_no_gradient_to_its_output(data):
     torch.manual_seed(0)
     model = build_model(variant_config("cg", n_targets=2)).train()
     (_, batch), *_ = iter_batches(datas, 10**6)
-    loss = masked_mse(model(batch), batch.y_std)
+    loss = masked_loss(model(batch), batch.y_std)
     loss.backward()
     out = model.mlp_out
     assert torch.all(out.weight.grad[1] == 0) and out.bias.grad[1] == 0
@@ -217,7 +217,7 @@ def test_a_missing_label_sends_no_gradient_to_its_output(data):
     model.eval()
     with torch.no_grad():
         pred = model(batch)
-    assert masked_mse(pred, batch.y_std).item() == pytest.approx(
+    assert masked_loss(pred, batch.y_std).item() == pytest.approx(
         torch.mean((pred[:, 0] - 0.5) ** 2).item()
     )
 
@@ -258,11 +258,11 @@ def test_several_targets_refuse_what_a_multi_target_model_cannot_take(data, tmp_
     args = _train_args(data["graphs"], data["labels"], tmp_path / "m", "--target", LOW,
                        "--target", HIGH)  # fmt: skip
     with caplog.at_level(logging.ERROR):
-        assert main([*args, "--init-from", str(data["model"])]) == 2
+        assert main([*args, "--simulated-labels", str(data["labels"])]) == 2
         assert main([*args, "--pressure-bar", "16"]) == 2
         assert main([*args[:-1], "no_such_column"]) == 2
     messages = caplog.text
-    assert "--init-from: not with several --target" in messages
+    assert "name the one whose uptakes were simulated with --simulated-target" in messages
     assert "--gas/--temperature-k/--pressure-bar" in messages
     assert "no column 'no_such_column'" in messages
     assert not (tmp_path / "m" / "model.json").exists()
@@ -456,3 +456,35 @@ def test_workflow_predicts_both_pressures_from_one_multi_target_folder(untrained
         targets[label] = words[words.index("--target") + 1]
         assert words[words.index("--model") + 1] == str(untrained_multi)
     assert targets == {"0.15bar": LOW, "16bar": HIGH}
+
+
+def test_retrain_of_a_multi_target_ranking_model_names_the_target_it_simulated(
+    untrained_multi, tmp_path
+):
+    """`snakemake retrain` (dry run) of a 16 bar screen whose models are one multi-target
+    folder: the fine-tuning is told the run's uptakes are 16 bar ones, and the fine-tuned
+    model's predict jobs write that target."""
+    import yaml
+    from test_workflow import shell_commands, snakemake
+
+    run = tmp_path / "run"
+    (run / "results" / "r").mkdir(parents=True)
+    cfg = {"inputs": ["cifs"], "run": "r", "shard_size": 50, "target": {"pressure": 16},
+           "models": {"0.15": str(untrained_multi), "16": str(untrained_multi)},
+           "train": {"labels": "labels.csv", "graphs": ["old"]}}  # fmt: skip
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    sha = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+    (run / "results" / "r" / "manifest.csv").write_text(
+        "mof_id,source,sha1,n_bytes,shard\n"
+        + "".join(f"M{i},cifs/M{i}.cif,{sha},1000,0\n" for i in range(10))
+    )
+    (run / "results" / "r" / "validation.csv").write_text("mof_id,predicted,simulated\nM1,5,6\n")
+    (run / "labels.csv").write_text(f"mof_id,{LOW},{HIGH}\nOLD,1.0,5.0\n")
+    (run / "old").mkdir()
+    result = snakemake(run, "retrain", "-n", "-p", "--cores", "1")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    commands = shell_commands(result.stdout)
+    (train,) = commands["retrain_model"]
+    assert train[train.index("--simulated-target") + 1] == HIGH
+    for predict in commands["predict_retrained"]:
+        assert predict[predict.index("--target") + 1] == HIGH

@@ -241,6 +241,13 @@ def predict_target_arguments(cfg: dict[str, Any], label: str) -> list[str]:
     return option_words("--target", [t] if (t := model_target(cfg, label)) else [])
 
 
+def simulated_target_arguments(cfg: dict[str, Any], label: str) -> list[str]:
+    """``mofsieve train``'s ``--simulated-target NAME`` for ``snakemake retrain`` of the model
+    ``label`` when its folder holds a multi-target model (the run's GCMC uptakes are those of
+    its target at that pressure), else nothing."""
+    return option_words("--simulated-target", [t] if (t := model_target(cfg, label)) else [])
+
+
 def gcmc_pressures(cfg: dict[str, Any]) -> list[str]:
     pressure = cfg["target"]["pressure"]
     if pressure == WORKING_CAPACITY:

@@ -28,8 +28,7 @@ import torch
 
 from mofsieve.batching import iter_batches
 from mofsieve.evaluation import without_charges
-from mofsieve.fit import FitSettings, learning_rate
-from mofsieve.metrics import regression_metrics
+from mofsieve.fit import FitSettings, learning_rate, masked_loss, validation_score
 from mofsieve.model import CrystalRegressor
 
 log = logging.getLogger(__name__)
@@ -61,14 +60,16 @@ def fit_head(
     train_data: Sequence[Any],
     val_data: Sequence[Any],
     y_val: np.ndarray,
-    y_mean: float,
-    y_std: float,
+    y_mean: Any,
+    y_std: Any,
     device: torch.device,
     charged: Sequence[int] = (),
 ) -> tuple[CrystalRegressor, dict[str, Any]]:
     """Train member ``k``'s ``mlp_in``/``mlp_out`` on its frozen trunk's crystal vectors;
     return it at its best validation epoch, with a history shaped as
-    :func:`mofsieve.fit.fit_member`'s. No checkpoint: the whole fit takes a minute or two."""
+    :func:`mofsieve.fit.fit_member`'s. No checkpoint: the whole fit takes a minute or two.
+    ``y_mean``, ``y_std``: floats, or one per target (arrays) for a multi-target head, whose
+    loss and best epoch are :func:`~mofsieve.fit.fit_member`'s (labelled entries only)."""
     seed = settings.seed + k
     torch.manual_seed(seed)
     model.to(device)
@@ -80,7 +81,9 @@ def fit_head(
         hidden = without_charges(train_data, charged)
         x_hidden = head_inputs(model, hidden, settings.batch_atoms, device)
     x_val = head_inputs(model, val_data, settings.batch_atoms, device)
-    y_train = torch.tensor([float(d.y_std) for d in train_data], device=device)
+    y_train = torch.cat([d.y_std.reshape(1, -1) for d in train_data]).to(device)
+    if y_train.shape[1] == 1:
+        y_train = y_train[:, 0]
     log.info("member %d: trunk vectors of %d training and %d validation crystals in %.0f s",
              k, len(train_data), len(val_data), time.time() - t0)  # fmt: skip
 
@@ -104,22 +107,24 @@ def fit_head(
         total = 0.0
         order = torch.randperm(len(x_train), generator=generator).to(device)
         for index in order.split(HEAD_BATCH_CRYSTALS):
-            loss = torch.nn.functional.mse_loss(model.head_output(x_epoch[index]), y_train[index])
+            loss = masked_loss(model.head_output(x_epoch[index]), y_train[index], settings.loss)
+            if loss is None:
+                continue  # no crystal of the batch has a label (several targets only)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item() * len(index)
         with torch.no_grad():
             val_pred = model.head_output(x_val).double().cpu().numpy() * y_std + y_mean
-        vm = regression_metrics(y_val, val_pred)
+        score, record = validation_score(y_val, val_pred, y_std)
         seconds = time.time() - t_epoch
-        history["epochs"].append({"epoch": epoch, "lr": lr, "train_mse_std": total / len(x_train),
-                                  "val_mae": vm["mae"], "val_spearman": vm["spearman"],
+        history["epochs"].append({"epoch": epoch, "lr": lr,
+                                  f"train_{settings.loss}_std": total / len(x_train), **record,
                                   "seconds": seconds})  # fmt: skip
-        if vm["mae"] < history["best_val_mae"]:
-            history["best_val_mae"], history["best_epoch"] = vm["mae"], epoch
+        if score < history["best_val_mae"]:
+            history["best_val_mae"], history["best_epoch"] = score, epoch
             best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
-        log.debug("member %d head epoch %d: val MAE %.4f", k, epoch, vm["mae"])
+        log.debug("member %d head epoch %d: validation score %.4f", k, epoch, score)
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     if best_state is None:

@@ -250,7 +250,9 @@ def _finetune_lines(tr: dict[str, Any]) -> list[str]:
     lines = [
         f"- Fine-tuned (warm start) from `{src['path']}` (its model.json sha1 "
         f"{src['model_json_sha1'][:12]}): every member starts from that model's member of the "
-        "same index; architecture, featurization and target normalisation are that model's. "
+        "same index; architecture, featurization and target normalisation are that model's"
+        + (" (for its targets)" if src.get("added_targets") else "")
+        + ". "
         f"{src.get('n_new_train', 0)} labelled MOFs outside its split were added to training; "
         "its validation and test splits are kept, so the test rows compare with it.",
     ]
@@ -260,6 +262,20 @@ def _finetune_lines(tr: dict[str, Any]) -> list[str]:
             + ", ".join(f"`{n}`" for n in src["added_global_features"])
             + " (their input weights started at zero, so training started from the source's "
             "predictions)"
+            + (
+                "; only the head was trained, the graph layers are the source's, frozen."
+                if tr.get("train_only") == "head"
+                else "."
+            )
+        )
+    if src.get("added_targets"):
+        lines.append(
+            "- New targets: "
+            + ", ".join(f"`{n}`" for n in src["added_targets"])
+            + " (the source predicts "
+            + ", ".join(f"`{n}`" for n in src.get("targets") or [src.get("target")])
+            + "). The MLP head started anew (seeded) on the source's graph trunk, and each new "
+            "target is standardised on this run's training labels"
             + (
                 "; only the head was trained, the graph layers are the source's, frozen."
                 if tr.get("train_only") == "head"

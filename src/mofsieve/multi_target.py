@@ -37,6 +37,7 @@ def finish_multi_target(
     y_std: np.ndarray,
     t_start: float,
     label_sources: dict[str, Any],
+    warm: Any = None,
 ) -> ModelSpec:
     """Evaluate, calibrate and write the multi-target model of ``args.targets``."""
     from mofsieve.evaluation import evaluate_targets
@@ -65,7 +66,7 @@ def finish_multi_target(
                 evaluation, y_val[evaluation.val_rows, t], y_test[evaluation.test_rows, t]
             )  # fmt: skip
         )
-    training = training_record(args, histories, data, device, t_start, None, label_sources)
+    training = training_record(args, histories, data, device, t_start, warm, label_sources)
     labelled = data.y("train"), y_val, y_test
     training["n_labelled_per_target"] = {
         name: {s: int((~np.isnan(y[:, t])).sum()) for s, y in zip(("train", "val", "test"),

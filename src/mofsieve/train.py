@@ -27,8 +27,12 @@ standardised on its own training values, the loss over the labelled entries only
 with one label trains one output), the split over the MOFs with any label
 (:mod:`mofsieve.training_data`), and metrics, calibration, parity and reliability plots per
 target (``parity-<target>.png``, ``reliability-<target>.png``; ``test_predictions.csv`` gets
-a ``target`` column). Not combined with ``--init-from``, ``--simulated-labels`` or
-``--train-only head``.
+a ``target`` column). Not combined with ``--simulated-labels``. With ``--init-from`` a
+single-target model becomes a multi-target one when ``--target`` names its target and new
+ones (:mod:`mofsieve.warm_start`: the source's trunk, a new head; ``--train-only head`` trains
+that head alone).
+
+``--loss l1`` trains on the absolute instead of the squared standardised error.
 """
 
 from __future__ import annotations
@@ -92,6 +96,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--simulated-column",
         default=SIMULATED_COLUMN,
         help=f"column of --simulated-labels with the value (default {SIMULATED_COLUMN})",
+    )
+    parser.add_argument(
+        "--simulated-target",
+        help="with --simulated-labels and several targets: the target whose values they are "
+        "(e.g. the run's ranking target at its pressure)",
     )
     parser.add_argument(
         "--architecture",
@@ -161,6 +170,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"peak learning rate (default 1e-3; {FINETUNE_LR:g} with --init-from)",
     )
     parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument(
+        "--loss",
+        choices=("mse", "l1"),  # mofsieve.fit.LOSSES, not imported here: it loads torch
+        default="mse",
+        help="mse (default): squared error on the standardised target; l1: absolute error "
+        "(fits the median, which the MAE rewards; a heavy tail of uptakes pulls it less)",
+    )
     parser.add_argument(
         "--lr-schedule",
         choices=("cosine", "constant"),
@@ -247,9 +263,6 @@ def settle_targets(args: argparse.Namespace) -> None:
     if len(set(args.targets)) != len(args.targets):
         raise ValueError(f"--target names a column twice: {args.targets}")
     refused = {
-        "--init-from": args.init_from is not None,
-        "--simulated-labels": args.simulated_labels is not None,
-        "--train-only head": args.train_only == "head",
         "--gas/--temperature-k/--pressure-bar (each target's conditions are read from its "
         "column name)": any(
             v is not None for v in (args.gas, args.temperature_k, args.pressure_bar)
@@ -319,6 +332,7 @@ def fit_settings(args: argparse.Namespace) -> Any:
         select_max_atoms=args.select_max_atoms,
         seed=args.seed,
         resume=args.resume,
+        loss=args.loss,
     )
 
 
@@ -333,13 +347,13 @@ def train(args: argparse.Namespace) -> None:
 
     t_start = time.time()
     settle_targets(args)
-    multi = len(args.targets) > 1
     if args.train_only == "head" and (args.init_from is None or args.members):
         raise ValueError(
             "--train-only head needs --init-from (a trained graph trunk to keep) and trains "
             "every member at once (no --members: the head alone takes minutes)"
         )
-    warm = load_warm_start(args) if args.init_from is not None else None
+    warm = load_warm_start(args) if args.init_from is not None else None  # may add targets
+    multi = len(args.targets) > 1
     settle_defaults(args)
     device = select_device(args.device)
 
@@ -369,8 +383,9 @@ def train(args: argparse.Namespace) -> None:
         always_train=simulated_ids,
     )  # fmt: skip
     if warm is not None:
-        # the weights were trained on this standardisation: it cannot change
-        y_mean, y_std = warm.spec.normalisation_mean, warm.spec.normalisation_std
+        # the weights were trained on this standardisation: it cannot change (added targets:
+        # their training labels')
+        y_mean, y_std = warm.normalisation(data.y("train"))
         log.info("fine-tuning on %d training MOFs, %d of them outside %s's split",
                  len(data.train_ids), len(data.new_train_ids), warm.directory)  # fmt: skip
     elif multi:
@@ -419,7 +434,7 @@ def train(args: argparse.Namespace) -> None:
         from mofsieve.multi_target import finish_multi_target
 
         finish_multi_target(args, members, histories, data, params, config, device, y_mean,
-                            y_std, t_start, label_sources)  # fmt: skip
+                            y_std, t_start, label_sources, warm)  # fmt: skip
         return
 
     # evaluate
@@ -488,36 +503,37 @@ def training_labels(
     )
 
     if len(args.targets) > 1:
-        columns = read_label_columns(args.labels, args.targets)
-        counts = {t: sum(1 for v in columns.values() if not np.isnan(v[i]))
+        labels: dict[str, Any] = read_label_columns(args.labels, args.targets)
+        counts = {t: sum(1 for v in labels.values() if not np.isnan(v[i]))
                   for i, t in enumerate(args.targets)}  # fmt: skip
         empty = [t for t, n in counts.items() if n == 0]
         if empty:
             raise ValueError(f"no values in column(s) {empty} of {args.labels}")
-        original = {"path": str(args.labels), "sha1": _sha1(args.labels), "n": len(columns)}
-        return columns, {"original": original}, frozenset()
-    labels = read_labels(args.labels, args.target)
-    if not labels:
-        raise ValueError(f"no values in column {args.target!r} of {args.labels}")
+    else:
+        labels = read_labels(args.labels, args.target)
+        if not labels:
+            raise ValueError(f"no values in column {args.target!r} of {args.labels}")
     original = {"path": str(args.labels), "sha1": _sha1(args.labels), "n": len(labels)}
     if args.simulated_labels is None:
         return labels, {"original": original}, frozenset()
+    column = simulated_target_column(args)
     simulated = read_simulated(args.simulated_labels, args.simulated_column)
     if not simulated:
         raise ValueError(
             f"no finite values in column {args.simulated_column!r} of {args.simulated_labels}"
         )
-    merged = merge_simulated_labels(labels, simulated)
-    merged_path = write_labels(args.out / "labels.csv", args.target, merged)
-    log.info("%d simulated labels from %s (%d replacing a label, %d new) merged into %s",
-             len(simulated), args.simulated_labels, merged.n_replacing, merged.n_added,
-             merged_path)  # fmt: skip
+    merged = merge_simulated_labels(labels, simulated, column)
+    merged_path = write_labels(args.out / "labels.csv", args.targets, merged)
+    log.info("%d simulated labels of %s from %s (%d replacing a label, %d new) merged into %s",
+             len(simulated), args.targets[column or 0], args.simulated_labels,
+             merged.n_replacing, merged.n_added, merged_path)  # fmt: skip
     sources = {
         "original": original,
         "simulated": {
             "path": str(args.simulated_labels),
             "sha1": _sha1(args.simulated_labels),
             "column": args.simulated_column,
+            "target": args.targets[column or 0],
             "n_used": len(simulated),
             "n_replacing": merged.n_replacing,
             "n_added": merged.n_added,
@@ -525,6 +541,22 @@ def training_labels(
         "merged": str(merged_path),
     }
     return merged.labels, sources, frozenset(simulated)
+
+
+def simulated_target_column(args: argparse.Namespace) -> int | None:
+    """Which target ``--simulated-labels`` gives values of: None for a single-target model,
+    the index of ``--simulated-target`` among several (which it must name)."""
+    name = args.simulated_target
+    if name is not None and name not in args.targets:
+        raise ValueError(f"--simulated-target {name}: the model's targets are {args.targets}")
+    if len(args.targets) == 1:
+        return None
+    if name is None:
+        raise ValueError(
+            f"--simulated-labels of a model with several targets {args.targets}: name the "
+            "one whose uptakes were simulated with --simulated-target"
+        )
+    return args.targets.index(name)
 
 
 def _sha1(path: Path) -> str:
@@ -664,10 +696,7 @@ def training_record(
             "weight_decay": args.weight_decay,
             "schedule": args.lr_schedule,
         },
-        "loss": "MSE on standardised target"
-        if args.target is not None
-        else "mean over the labelled entries of the squared standardised errors (one output "
-        "per target; a MOF without a target's label sends no gradient to its output)",
+        "loss": loss_description(args.loss, several=args.target is None),
         **({"train_only": "head"} if args.train_only == "head" else {}),
         "batch_atoms": args.batch_atoms,
         "threads": args.threads,
@@ -679,6 +708,17 @@ def training_record(
         "wall_seconds": time.time() - t_start,
     }
     return training
+
+
+def loss_description(kind: str, several: bool) -> str:
+    """``training.loss`` of ``model.json`` (the MSE wording is the one earlier models carry)."""
+    error = {"mse": "squared", "l1": "absolute"}[kind]
+    if not several:
+        return "MSE on standardised target" if kind == "mse" else "MAE on standardised target"
+    return (
+        f"mean over the labelled entries of the {error} standardised errors (one output per "
+        "target; a MOF without a target's label sends no gradient to its output)"
+    )
 
 
 def write_model(

@@ -88,7 +88,7 @@ SIMULATED_COLUMN = "simulated"  # the GCMC uptake column of a run's validation.c
 class MergedLabels:
     """Original labels with simulated values laid over them, and what came from where."""
 
-    labels: dict[str, float]
+    labels: dict[str, Any]  # a float per MOF, or a tuple (one value per target)
     source: dict[str, str]  # mof_id -> "original" | "simulated"
     n_replacing: int  # simulated values that replaced an original label
     n_added: int  # simulated values for MOFs without one
@@ -100,24 +100,42 @@ def read_simulated(path: Path, column: str = SIMULATED_COLUMN) -> dict[str, floa
     return read_labels(path, column)
 
 
-def merge_simulated_labels(labels: dict[str, float], simulated: dict[str, float]) -> MergedLabels:
+def merge_simulated_labels(
+    labels: dict[str, Any], simulated: dict[str, float], column: int | None = None
+) -> MergedLabels:
     """``labels`` with ``simulated`` values replacing or extending them (a simulation of the
-    MOF at the model's conditions is the newer and more specific label)."""
-    merged = dict(labels)
-    merged.update(simulated)
+    MOF at the model's conditions is the newer and more specific label). Labels of several
+    targets (tuples): the simulated values go to target ``column``; a MOF new to the labels
+    has NaN for the other targets."""
+    if column is None:
+        merged = {**labels, **simulated}
+        n_replacing = sum(1 for m in simulated if m in labels)
+    else:
+        width = len(next(iter(labels.values())))
+        merged = dict(labels)
+        n_replacing = 0
+        for m, value in simulated.items():
+            row = list(labels.get(m, (math.nan,) * width))
+            n_replacing += not math.isnan(row[column])
+            row[column] = value
+            merged[m] = tuple(row)
     source = {m: "simulated" if m in simulated else "original" for m in merged}
-    n_replacing = sum(1 for m in simulated if m in labels)
     return MergedLabels(merged, source, n_replacing, len(simulated) - n_replacing)
 
 
-def write_labels(path: Path, target: str, merged: MergedLabels) -> Path:
-    """``mof_id,<target>,label_source`` sorted by id, atomically (the labels a model saw)."""
+def write_labels(path: Path, targets: Sequence[str], merged: MergedLabels) -> Path:
+    """``mof_id,<target>…,label_source`` sorted by id, atomically (the labels a model saw; an
+    empty cell where a MOF has no label of a target)."""
     from mofsieve.atomic import write_csv_atomic
+
+    def cells(value: Any) -> list[str]:
+        values = value if isinstance(value, tuple) else (value,)
+        return ["" if math.isnan(v) else repr(v) for v in values]
 
     return write_csv_atomic(
         path,
-        ["mof_id", target, "label_source"],
-        ([m, repr(merged.labels[m]), merged.source[m]] for m in sorted(merged.labels)),
+        ["mof_id", *targets, "label_source"],
+        ([m, *cells(merged.labels[m]), merged.source[m]] for m in sorted(merged.labels)),
     )
 
 

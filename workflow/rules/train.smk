@@ -53,9 +53,13 @@ rule retrain_model:
         out=folder_of("model"),
         epochs=config["train"]["retrain_epochs"],
         lr=config["train"]["retrain_lr"],
+        # a multi-target model: the run's uptakes are those of its ranking target
+        target=lambda wildcards: mconfig.simulated_target_arguments(
+            config, RANKING_MODEL
+        ),
     shell:
         "mofsieve train --init-from {params.source:q} --labels {input.labels:q}"
-        " --simulated-labels {input.simulated:q} --graphs {input.graphs:q}"
+        " --simulated-labels {input.simulated:q} {params.target:q} --graphs {input.graphs:q}"
         " --out {params.out:q} --epochs {params.epochs:q} --lr {params.lr:q}"
         " --threads {threads:q} > {log:q} 2>&1"
 
@@ -81,9 +85,10 @@ rule predict_retrained:
             input.graphs, wildcards.shards, "shard-{}.h5"
         ),
         model=lambda wildcards, input: os.path.dirname(input.model),
+        target=lambda wildcards: mconfig.predict_target_arguments(config, RANKING_MODEL),
         device=config["device"],
     shell:
-        "mofsieve predict --model {params.model:q} --graphs {params.graphs:q}"
+        "mofsieve predict --model {params.model:q} {params.target:q} --graphs {params.graphs:q}"
         " --out-dir {output.predictions:q} --device {params.device:q}"
         " --threads {threads:q} > {log:q} 2>&1"
 
