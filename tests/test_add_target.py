@@ -119,6 +119,7 @@ def test_a_target_added_to_a_trained_model_learns_on_its_frozen_trunk(source, tm
     assert all("train_l1_std" in e for h in _history(both) for e in h["epochs"])
     card = (both / "MODEL_CARD.md").read_text()
     assert f"- New targets: `{HIGH}` (the source predicts `{LOW}`)" in card
+    assert "MAE on each standardised target over the labelled entries only" in card
 
     # the multi-target model fine-tuned again, every layer: it keeps both targets
     again = tmp_path / "again"

@@ -487,6 +487,8 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
     init = meta["init"]
     spe = tr.get("seconds_per_epoch_mean")
     best_by = "validation MAE/std, mean over targets" if spec.is_multi_target else "validation MAE"
+    # training.loss is worded by train.loss_description: "absolute" / "MAE" for --loss l1
+    error = "MAE" if re.search(r"MAE|absolute", str(tr.get("loss", ""))) else "MSE"
     if spec.is_multi_target:
         head = _multi_target_lines(spec)
         columns = ", ".join(f"`{n}`" for n in spec.target_names)
@@ -495,7 +497,7 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
             for t, (m, s) in zip(spec.targets, spec.normalisations, strict=True)
         )
         loss = (
-            "MSE on each standardised target over the labelled entries only (a MOF with one "
+            f"{error} on each standardised target over the labelled entries only (a MOF with one "
             f"label trains that output and the shared layers) ({normalisation})"
         )
         clips = [f"`{t.name}` at {t.clip_min}" for t in spec.targets if t.clip_min is not None]
@@ -541,7 +543,7 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
         ]
         columns = f"`{t['name']}`"
         loss = (
-            f"MSE on the standardised target (mean {meta['normalisation']['mean']:.4f}, "
+            f"{error} on the standardised target (mean {meta['normalisation']['mean']:.4f}, "
             f"std {meta['normalisation']['std']:.4f} mol/kg)"
         )
         clip_line = (
