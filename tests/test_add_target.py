@@ -208,6 +208,10 @@ def test_simulated_uptakes_of_one_target_fine_tune_a_multi_target_model(source, 
     with caplog.at_level(logging.ERROR):
         assert main(args) == 2
     assert "name the one whose uptakes were simulated with --simulated-target" in caplog.text
+    without_labels = [a for a in args if a not in ("--simulated-labels", str(validation))]
+    with caplog.at_level(logging.ERROR):
+        assert main([*without_labels, "--simulated-target", HIGH]) == 2
+    assert "--simulated-target names the target of --simulated-labels: give both" in caplog.text
     assert main([*args, "--simulated-target", HIGH]) == 0
 
     with open(tmp_path / "retrained" / "labels.csv", newline="") as fh:

@@ -27,7 +27,8 @@ standardised on its own training values, the loss over the labelled entries only
 with one label trains one output), the split over the MOFs with any label
 (:mod:`mofsieve.training_data`), and metrics, calibration, parity and reliability plots per
 target (``parity-<target>.png``, ``reliability-<target>.png``; ``test_predictions.csv`` gets
-a ``target`` column). Not combined with ``--simulated-labels``. With ``--init-from`` a
+a ``target`` column). ``--simulated-labels`` then need ``--simulated-target``, the target
+whose values they are. With ``--init-from`` a
 single-target model becomes a multi-target one when ``--target`` names its target and new
 ones (:mod:`mofsieve.warm_start`: the source's trunk, a new head; ``--train-only head`` trains
 that head alone).
@@ -347,6 +348,8 @@ def train(args: argparse.Namespace) -> None:
 
     t_start = time.time()
     settle_targets(args)
+    if args.simulated_target is not None and args.simulated_labels is None:
+        raise ValueError("--simulated-target names the target of --simulated-labels: give both")
     if args.train_only == "head" and (args.init_from is None or args.members):
         raise ValueError(
             "--train-only head needs --init-from (a trained graph trunk to keep) and trains "
