@@ -68,21 +68,15 @@ class WarmStart:
         """The fine-tuned model's target standardisation: the source's for its targets (its
         weights were trained on it), the training labels' (``y_train``, G×T) for added ones;
         floats for one target, arrays for several."""
-        import numpy as np
+        from mofsieve.train import target_normalisation
 
         source = dict(zip(self.spec.target_names, self.spec.normalisations, strict=True))
         if len(self.targets) == 1:
             return source[self.targets[0]]
-        mean = np.empty(len(self.targets))
-        std = np.empty(len(self.targets))
+        mean, std = target_normalisation(y_train, list(self.targets))
         for t, name in enumerate(self.targets):
             if name in source:
                 mean[t], std[t] = source[name]
-                continue
-            labelled = y_train[~np.isnan(y_train[:, t]), t]
-            if not len(labelled):
-                raise ValueError(f"--target {name}: no training MOF has that label")
-            mean[t], std[t] = labelled.mean(), labelled.std() or 1.0
         return mean, std
 
     def check_graphs(self, readers: Sequence[Any]) -> Any:
@@ -187,8 +181,6 @@ def settle_finetune_targets(
             f"target, or name them all with --target to add targets (dropping {dropped} is "
             "not fine-tuning)"
         )
-    if len(set(targets)) != len(targets):
-        raise ValueError(f"--target names a column twice: {targets}")
     args.targets = targets
     args.target = targets[0] if len(targets) == 1 else None
     return targets, tuple(t for t in targets if t not in source_targets)
