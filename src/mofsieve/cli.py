@@ -26,6 +26,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "simulate": ("mofsieve.simulate", "run GCMC of CO2 (RASPA3, in-process) in each MOF"),
     "charges": ("mofsieve.charge_model", "predict partial charges and write P1 CIFs with them"),
     "validate": ("mofsieve.validate", "compare simulated uptakes with the surrogate's predictions"),
+    "boost": ("mofsieve.booster", "blend gradient-boosted trees on descriptors into a model"),
     "calibrate": ("mofsieve.calibrate", "scale a model's ensemble spread into a calibrated σ"),
     "report": ("mofsieve.report", "write a self-contained HTML report of a screening run"),
 }

@@ -123,13 +123,15 @@ def uncertainty_section(spec: ModelSpec, of: str = "", plot: str = "reliability.
     """The card's lines on what ``uncertainty`` is: the calibration, or that there is none
     (``of``: words after the heading, e.g. a multi-target model's target; ``plot``: the
     reliability plot's file)."""
-    members = len(spec.weights)
+    members = f"{len(spec.weights)} members'"
+    if spec.booster is not None:
+        members = f"{len(spec.weights)} graph-network members' and the trees' (weighted as blended)"
     cal = spec.calibration
     if cal is None:
         return [
             f"## Uncertainty{of} (not calibrated)",
             "",
-            f"`uncertainty` is the standard deviation of the {members} members' predictions. It "
+            f"`uncertainty` is the standard deviation of the {members} predictions. It "
             "says where they disagree but is not a standard deviation of the error (it has no "
             "coverage). `mofsieve calibrate MODEL_DIR --graphs SHARDS --labels CSV` fits one on "
             "the validation split.",
@@ -143,7 +145,7 @@ def uncertainty_section(spec: ModelSpec, of: str = "", plot: str = "reliability.
         "",
         "`uncertainty` in `mofsieve predict`'s output is σ, a standard deviation of the error in "
         f"{spec.target.unit}: **σ = {cal.formula()}**, where spread is the standard deviation of "
-        f"the {members} members' predictions. Form `{cal.method}`, fitted on the "
+        f"the {members} predictions. Form `{cal.method}`, fitted on the "
         f"{cal.n_validation} validation MOFs: maximum Gaussian likelihood, then one factor so that "
         "prediction ± 1.645 σ holds 90 % of them. "
         + (
@@ -387,7 +389,9 @@ def architecture_sentence(init: dict[str, Any], variant: str) -> str:
 
 
 def _metrics_rows(metrics: dict[str, Any]) -> list[str]:
-    """The test-metrics table of one target (``metrics``: ``model.json``'s metrics of it)."""
+    """The test-metrics table of one target (``metrics``: ``model.json``'s metrics of it).
+    A model with boosted trees: its ensemble is the blend, and the graph network's and the
+    trees' own figures follow (``graph_network``, ``trees``)."""
 
     def row(label: str, r: dict[str, Any]) -> str:
         return (
@@ -395,16 +399,60 @@ def _metrics_rows(metrics: dict[str, Any]) -> list[str]:
             f"{r['spearman']:.3f} | {r['top10_recall']:.3f} |"
         )
 
-    nq = metrics.get("test_without_charges")
-    before = metrics.get("test_before_finetune")
+    graph = metrics.get("graph_network")
+    trees = metrics.get("trees") or {}
+    own = graph if graph is not None else metrics
+    nq = own.get("test_without_charges")
+    before = own.get("test_before_finetune")
+    ensemble, member = (
+        ("blend", "graph-network member") if graph is not None else ("ensemble", "member")
+    )
     return [
         "| set | n | MAE (mol/kg) | RMSE | R² | Spearman | top-10 % recall |",
         "|---|---|---|---|---|---|---|",
-        row("test, ensemble", metrics["test"]),
-        *[row(f"test, member {k}", mm) for k, mm in enumerate(metrics["test_members"])],
-        *([row("test, ensemble, charges hidden", nq)] if nq else []),
+        row(f"test, {ensemble}", metrics["test"]),
+        *[row(f"test, {member} {k}", mm) for k, mm in enumerate(metrics["test_members"])],
+        *([row("test, graph network alone", graph["test"])] if graph and "test" in graph else []),
+        *([row("test, trees alone", trees["test"])] if "test" in trees else []),
+        *([row("test, graph network, charges hidden", nq)] if nq else []),
         *([row("test, the model it was fine-tuned from", before)] if before else []),
-        row("validation, ensemble", metrics["val"]),
+        row(f"validation, {ensemble}", metrics["val"]),
+        *(
+            [row("validation, graph network alone", graph["val"])]
+            if graph and "val" in graph
+            else []
+        ),
+        *([row("validation, trees alone", trees["val"])] if "val" in trees else []),
+    ]
+
+
+def _booster_lines(spec: ModelSpec) -> list[str]:
+    """The card's section on the boosted trees blended into the model (none without)."""
+    b = spec.booster
+    if b is None:
+        return []
+    d = b.details
+    n_globals = len(spec.featurization.global_feature_names)
+    return [
+        "## Boosted trees (blended)",
+        "",
+        f"The prediction is {1 - b.weight:.2f} × the graph ensemble + {b.weight:.2f} × the mean of "
+        f"{len(b.files)} gradient-boosted tree models ({d.get('library', 'lightgbm')}, "
+        f"`mofsieve boost`; weight: {d.get('weight_from', 'recorded')}). Their features: the "
+        f"{n_globals} global features above, the atom fractions of {len(b.elements)} elements, "
+        "the number of atoms, five partial-charge statistics and the mean neighbour distance. "
+        f"{b.rounds} rounds "
+        + (
+            f"(5-fold cross-validation on the training split, MAE {d['cv_mae_train']:.4f}), "
+            if d.get("cv_mae_train") is not None
+            else "(given), "
+        )
+        + f"grown on {d.get('n_train', '?')} training MOFs with bagging seeds "
+        f"0–{len(b.files) - 1}; parameters {dict(b.params)}. For the spread the trees count as "
+        "one more member of that weight. Files: "
+        + ", ".join(f"`{f}`" for f in b.files)
+        + " (sha256 in `model.json`).",
+        "",
     ]
 
 
@@ -525,7 +573,12 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
             f"in {t['unit']} (pure gas, rigid framework, as the GCMC labels were computed) from a MOF's "
             "crystal graph. An ensemble of "
             f"{len(meta['weights'])} {_DISPLAY_NAME.get(spec.architecture, spec.architecture)} "
-            "members; `uncertainty` is "
+            + (
+                "members blended with gradient-boosted trees (see Boosted trees)"
+                if spec.booster
+                else "members"
+            )
+            + "; `uncertainty` is "
             + (
                 "a calibrated standard deviation (see Uncertainty)."
                 if spec.calibration
@@ -540,6 +593,7 @@ def write_model_card(path: Path, spec: ModelSpec) -> None:
             + _charges_hidden_note(spec),
             "",
             *uncertainty_section(spec),
+            *_booster_lines(spec),
         ]
         columns = f"`{t['name']}`"
         loss = (

@@ -3,7 +3,9 @@
 A model directory holds ``model.json`` (architecture class and its ``init`` arguments, format
 version, featurization parameters, target name/unit/conditions, target normalisation, weights
 files, training record, metrics and, once calibrated, the calibration of its uncertainty), one
-weights file per ensemble member and ``MODEL_CARD.md``.
+weights file per ensemble member and ``MODEL_CARD.md``. A single-target model may also carry
+gradient-boosted trees blended with its graph network (``booster``: :class:`BoosterSpec`, the
+files written by :mod:`mofsieve.booster`).
 
 A multi-target model (``mofsieve train --target A --target B``: one output per target) is
 format version 2: ``targets`` lists each target with its own ``clip_min``, ``normalisation``
@@ -159,6 +161,59 @@ class Calibration:
 
 
 @dataclass(frozen=True)
+class BoosterSpec:
+    """Gradient-boosted trees blended with the graph network (:mod:`mofsieve.booster`).
+
+    The prediction is ``(1 − weight)·graph network + weight·mean of the trees of files``;
+    ``elements`` are the atomic numbers whose atom fractions are features (recorded so that
+    a later change of the default list cannot silently reorder an old model's features);
+    ``rounds``, ``params`` and ``seeds`` are how the trees were grown, so that fine-tuning can
+    grow them again on new labels. ``details`` holds what the card shows."""
+
+    files: tuple[str, ...]
+    sha256: tuple[str, ...]  # of each file: LightGBM aborts the process on a damaged model
+    weight: float
+    elements: tuple[int, ...]
+    rounds: int
+    params: Mapping[str, Any]
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.files or not all(isinstance(f, str) and f for f in self.files):
+            raise ValueError("booster files must be a non-empty list of file names")
+        if len(self.sha256) != len(self.files):
+            raise ValueError("booster needs one sha256 per file")
+        if not (isinstance(self.weight, int | float) and 0.0 <= self.weight <= 1.0):
+            raise ValueError(f"booster weight must be within [0, 1], not {self.weight!r}")
+        if not (isinstance(self.rounds, int) and self.rounds > 0):
+            raise ValueError(f"booster rounds must be a positive integer, not {self.rounds!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files": list(self.files),
+            "sha256": list(self.sha256),
+            "weight": self.weight,
+            "elements": list(self.elements),
+            "rounds": self.rounds,
+            "params": dict(self.params),
+            **dict(self.details),
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> BoosterSpec:
+        own = {"files", "sha256", "weight", "elements", "rounds", "params"}
+        return cls(
+            files=tuple(d["files"]),
+            sha256=tuple(d["sha256"]),
+            weight=float(d["weight"]),
+            elements=tuple(int(z) for z in d["elements"]),
+            rounds=int(d["rounds"]),
+            params=dict(d["params"]),
+            details={k: v for k, v in d.items() if k not in own},
+        )
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What callers need to know about a model directory (``model.json`` parsed and checked).
 
@@ -179,6 +234,7 @@ class ModelSpec:
     output: int | None = 0
     variant: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)  # the whole model.json
+    booster: BoosterSpec | None = None  # trees blended with the graph network
 
     @property
     def is_multi_target(self) -> bool:
@@ -261,6 +317,9 @@ class ModelSpec:
 
     def weight_paths(self) -> list[Path]:
         return [self.directory / name for name in self.weights]
+
+    def booster_paths(self) -> list[Path]:
+        return [] if self.booster is None else [self.directory / f for f in self.booster.files]
 
     def check_graphs(self, params: FeaturizationParams, what: str = "graphs") -> None:
         """Raise :class:`FeaturizationMismatch` unless graphs made with ``params`` fit."""
@@ -386,6 +445,9 @@ def parse_model_json(meta: Mapping[str, Any], path: Path) -> ModelSpec:
         )
         calibrations = (_calibration_from_json(meta.get("calibration"), path, "calibration"),)
         output = 0
+    booster = _booster_from_json(meta.get("booster"), path)
+    if booster is not None and version == MULTI_TARGET_FORMAT_VERSION:
+        raise ModelDirError(f"{path}: a booster is blended with one target, not several")
     return ModelSpec(
         directory=path.parent,
         architecture=str(architecture),
@@ -398,7 +460,17 @@ def parse_model_json(meta: Mapping[str, Any], path: Path) -> ModelSpec:
         output=output,
         variant=meta.get("variant"),
         metadata=dict(meta),
+        booster=booster,
     )
+
+
+def _booster_from_json(value: Any, path: Path) -> BoosterSpec | None:
+    if value is None:
+        return None
+    try:
+        return BoosterSpec.from_json(value)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelDirError(f"{path}: booster is incomplete or malformed ({err})") from None
 
 
 def read_model(model_dir: str | os.PathLike[str]) -> ModelSpec:
@@ -500,6 +572,32 @@ def set_calibration(
         if calibration is not None:
             meta["calibration"] = calibration.to_json()
     return _write_meta(model_json_path(model_dir), meta).select(spec.target.name)
+
+
+def set_booster(
+    model_dir: str | os.PathLike[str],
+    booster: BoosterSpec | None,
+    calibration: Calibration | None,
+    metrics: Mapping[str, Any],
+) -> ModelSpec:
+    """Record (or, with None, remove) a single-target model's booster with the calibration
+    and metrics of the blend, everything else kept; written atomically, returned as read
+    back. The trees' files must be in place first: ``model.json`` names only what exists."""
+    spec = read_model(model_dir)
+    if spec.is_multi_target:
+        raise ModelDirError(f"{spec.directory} predicts several targets: a booster blends one")
+    meta = dict(spec.metadata)
+    meta.pop("booster", None)
+    meta.pop("calibration", None)
+    if booster is not None:
+        missing = [f for f in booster.files if not (spec.directory / f).is_file()]
+        if missing:
+            raise ModelDirError(f"{spec.directory} lacks the booster file(s) {missing}")
+        meta["booster"] = booster.to_json()
+    if calibration is not None:
+        meta["calibration"] = calibration.to_json()
+    meta["metrics"] = dict(metrics)
+    return _write_meta(model_json_path(model_dir), meta)
 
 
 def _write_meta(path: Path, meta: Mapping[str, Any]) -> ModelSpec:

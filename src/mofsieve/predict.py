@@ -158,9 +158,14 @@ class Predictor:
     """An ensemble on a device that turns PyG batches into predictions in the target's unit.
 
     ``target``: the output of a multi-target model to predict (required there; for a
-    single-target model None or its target); :meth:`choose` changes it."""
+    single-target model None or its target); :meth:`choose` changes it. A model with boosted
+    trees (:mod:`mofsieve.booster`) blends them in :meth:`blend`, unless ``use_booster`` is
+    False (the graph network alone, as ``mofsieve boost`` needs it)."""
 
-    def __init__(self, model_dir: Path, device: str = "auto", target: str | None = None) -> None:
+    def __init__(
+        self, model_dir: Path, device: str = "auto", target: str | None = None,
+        use_booster: bool = True,
+    ) -> None:  # fmt: skip
         from mofsieve.batching import select_device
         from mofsieve.model import load_model_dir
         from mofsieve.modeldir import read_model
@@ -171,6 +176,11 @@ class Predictor:
         self.all_targets = spec
         self.spec = spec.select(target)
         self.params = self.spec.featurization
+        self.trees = None
+        if use_booster:
+            from mofsieve.booster import Trees
+
+            self.trees = Trees.load(self.spec)
 
     def choose(self, target: str | None) -> None:
         """Predict ``target`` (an output of this model) from now on."""
@@ -178,6 +188,19 @@ class Predictor:
 
     def check(self, shard_params: Any, what: str) -> None:
         self.spec.check_graphs(shard_params, what=what)
+
+    def blend(
+        self, mean: np.ndarray, spread: np.ndarray, graphs: Sequence[Any],
+        global_index: Sequence[int],
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The graph network's mean and spread for ``graphs`` (crystal graphs, a batch) blended
+        with the model's trees (unchanged without trees)."""
+        if self.trees is None:
+            return mean, spread
+        from mofsieve.booster import blend
+
+        tree_mean = self.trees.predict_graphs(graphs, global_index)
+        return blend(mean, spread, tree_mean, self.trees.spec.weight, self.spec.target.clip_min)
 
     def uncertainty(self, mean: np.ndarray, spread: np.ndarray) -> np.ndarray:
         """The ``uncertainty`` column: σ from the model's calibration, or the raw spread."""
@@ -296,6 +319,9 @@ class _Job:
         n_rows = 0
         for group, batch, atom_to_row in batches:
             mean, spread, weights = predictor(batch, atom_weights=want_weights)
+            if predictor.trees is not None:
+                graphs = [reader.graph(i) for i in group]
+                mean, spread = predictor.blend(mean, spread, graphs, global_index)
             uncertainty = predictor.uncertainty(mean, spread)
             if weights is not None and atom_to_row is not None:
                 weights = weights[atom_to_row]  # every atom of a set has its weight
@@ -445,6 +471,9 @@ def predict_ids(
             batches = iter_batches(datas, batch_atoms)
         for group, batch in batches:
             mean, spread, _ = predictor(batch)
+            if predictor.trees is not None:
+                graphs_ = [reader.graph(rows[g]) for g in group]
+                mean, spread = predictor.blend(mean, spread, graphs_, global_index)
             for j, g in enumerate(group):
                 found[reader.ids[rows[g]]] = (float(mean[j]), float(spread[j]))
         reader.release()

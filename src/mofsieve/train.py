@@ -457,11 +457,20 @@ def train(args: argparse.Namespace) -> None:
         )
         log.info("test, the model before fine-tuning: %s",
                  format_metrics(metrics["test_before_finetune"]))  # fmt: skip
+    booster = None
+    if warm is not None and warm.spec.booster is not None:
+        from mofsieve.booster import finetune_trees
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        evaluation, booster = finetune_trees(warm.spec, args.graphs, data, evaluation, args.out,
+                                             args.threads or 1)  # fmt: skip
+        metrics = evaluation.metrics
+        log.info("test (blend with the trees): %s", format_metrics(metrics["test"]))
     calibration = calibrate_at_end(evaluation, y_val, y_test)
 
     # write
     write_model(args, members, histories, data, params, config, metrics, device, y_mean, y_std,
-                clip_min, t_start, calibration, warm, label_sources)  # fmt: skip
+                clip_min, t_start, calibration, warm, label_sources, booster)  # fmt: skip
     write_outputs(args.out, data, y_test, evaluation.test_mean, evaluation.test_spread,
                   histories, args.target, metrics["test"])  # fmt: skip
     log.info("wrote %s", args.out)
@@ -740,9 +749,10 @@ def write_model(
     calibration: Any = None,
     warm: Any = None,
     label_sources: dict[str, Any] | None = None,
+    booster: dict[str, Any] | None = None,
 ) -> Any:
-    """Weights and ``model.json`` (the training record and calibration in it), then the
-    reliability plot and the model card."""
+    """Weights and ``model.json`` (the training record and calibration in it, and the entry
+    of trees already written into ``args.out``), then the reliability plot and the model card."""
     from mofsieve.model import save_model_dir
     from mofsieve.modelcard import citation_text, reliability_plot, write_model_card
     from mofsieve.modeldir import TargetSpec
@@ -775,6 +785,7 @@ def write_model(
         metrics=metrics,
         data_citation=citation_text(args.labels, args.data_citation),
         **({"calibration": calibration.to_json()} if calibration is not None else {}),
+        **({"booster": booster} if booster is not None else {}),
     )
     if calibration is not None:
         reliability_plot(args.out / "reliability.png", calibration)
