@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import statistics
 import subprocess
 import sys
 
@@ -29,25 +30,31 @@ def layer_pass():
     with torch.no_grad(), fused.switched_off():
         return conv(x, edge_index, edge(x, edge_index, e, degree=k), degree=k)
 layer_pass()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
+faults = []
+for _ in range(7):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     layer_pass()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(*faults)
 """
 
 
-def _faults(mode: str) -> int:
+def _faults(mode: str) -> list[int]:
     out = subprocess.run(
         [sys.executable, "-c", _PROBE, mode], check=True, capture_output=True, text=True
     )
-    return int(out.stdout.strip())
+    return [int(v) for v in out.stdout.split()]
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt thresholds are glibc's")
 def test_keep_freed_memory_stops_layer_tensors_faulting_in_again():
-    default = _faults("default")
-    kept = _faults("keep")
-    # Measured over ten runs each: 53,000–74,000 faults with glibc's defaults (each big tensor
-    # a fresh mmap), 0–12,000 kept (the heap growing by a tensor now and then).
-    assert default > 20_000, default
-    assert kept < default / 3, (kept, default)
+    # The typical pass (the median of seven): kept memory faults only where the heap grows,
+    # now and then a pass; the sum over passes made this test flaky on a loaded machine (13,875
+    # kept against 38,795 default once). Measured on the 2-core machine beside a benchmark,
+    # eight runs each: median faults per pass 9,906–14,734 with glibc's defaults (each big
+    # tensor a fresh mmap; glibc's adaptive threshold spares a pass now and then), 0 kept
+    # (single passes of 2,000–4,300 where the heap grew).
+    default = statistics.median(_faults("default"))
+    kept = statistics.median(_faults("keep"))
+    assert default > 5_000, default
+    assert kept < default / 2, (kept, default)
