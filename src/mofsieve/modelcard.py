@@ -123,15 +123,16 @@ def uncertainty_section(spec: ModelSpec, of: str = "", plot: str = "reliability.
     """The card's lines on what ``uncertainty`` is: the calibration, or that there is none
     (``of``: words after the heading, e.g. a multi-target model's target; ``plot``: the
     reliability plot's file)."""
-    members = f"{len(spec.weights)} members'"
+    members = len(spec.weights)
+    whose = f"{members} members'"
     if spec.booster is not None:
-        members = f"{len(spec.weights)} graph-network members' and the trees' (weighted as blended)"
+        whose = f"{members} graph-network members' and the trees' (weighted as blended)"
     cal = spec.calibration
     if cal is None:
         return [
             f"## Uncertainty{of} (not calibrated)",
             "",
-            f"`uncertainty` is the standard deviation of the {members} predictions. It "
+            f"`uncertainty` is the standard deviation of the {whose} predictions. It "
             "says where they disagree but is not a standard deviation of the error (it has no "
             "coverage). `mofsieve calibrate MODEL_DIR --graphs SHARDS --labels CSV` fits one on "
             "the validation split.",
@@ -145,7 +146,7 @@ def uncertainty_section(spec: ModelSpec, of: str = "", plot: str = "reliability.
         "",
         "`uncertainty` in `mofsieve predict`'s output is σ, a standard deviation of the error in "
         f"{spec.target.unit}: **σ = {cal.formula()}**, where spread is the standard deviation of "
-        f"the {members} predictions. Form `{cal.method}`, fitted on the "
+        f"the {whose} predictions. Form `{cal.method}`, fitted on the "
         f"{cal.n_validation} validation MOFs: maximum Gaussian likelihood, then one factor so that "
         "prediction ± 1.645 σ holds 90 % of them. "
         + (
@@ -204,8 +205,12 @@ def uncertainty_section(spec: ModelSpec, of: str = "", plot: str = "reliability.
     )
     if cal.method != "scale" and dominates is not None:
         lines += [
-            f"Why a calibrated spread of {members} members: {members} values give a very uncertain "
-            "spread (members can agree by chance where the error is large), so σ has a floor"
+            (
+                f"Why a calibrated spread of {members} members and the trees: {members + 1} values "
+                if spec.booster is not None
+                else f"Why a calibrated spread of {members} members: {members} values "
+            )
+            + "give a very uncertain spread (members can agree by chance where the error is large), so σ has a floor"
             + (" and a term that grows with the prediction" if cal.relative else "")
             + f" for what the spread misses. The spread term is the larger one for "
             f"{_percent(dominates)} of validation MOFs"
@@ -414,7 +419,11 @@ def _metrics_rows(metrics: dict[str, Any]) -> list[str]:
         *[row(f"test, {member} {k}", mm) for k, mm in enumerate(metrics["test_members"])],
         *([row("test, graph network alone", graph["test"])] if graph and "test" in graph else []),
         *([row("test, trees alone", trees["test"])] if "test" in trees else []),
-        *([row("test, graph network, charges hidden", nq)] if nq else []),
+        *(
+            [row(f"test, {'graph network' if graph else 'ensemble'}, charges hidden", nq)]
+            if nq
+            else []
+        ),
         *([row("test, the model it was fine-tuned from", before)] if before else []),
         row(f"validation, {ensemble}", metrics["val"]),
         *(
