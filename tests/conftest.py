@@ -133,3 +133,27 @@ def _write_model_dir(
         normalisation_std=0.5,
         variant=variant,
     )
+
+
+@pytest.fixture(scope="session")
+def labelled_shard() -> Callable[..., tuple[Path, Path]]:
+    """``labelled_shard(root, graphs, params, target, labels)``: ``graphs`` written as
+    ``root/graphs/shard-00000.h5`` and ``labels`` (mof_id → value) as ``root/labels.csv``
+    with the column ``target``; returns (graph folder, label CSV)."""
+    return _labelled_shard
+
+
+def _labelled_shard(
+    root: Path, graphs: list[Any], params: Any, target: str, labels: dict[str, float]
+) -> tuple[Path, Path]:
+    import csv
+
+    from mofsieve.store import write_shard
+
+    (root / "graphs").mkdir()
+    write_shard(root / "graphs" / "shard-00000.h5", graphs, params)
+    with open(root / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["mof_id", target])
+        w.writerows([m, f"{y:.5f}"] for m, y in labels.items())
+    return root / "graphs", root / "labels.csv"

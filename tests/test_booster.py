@@ -17,7 +17,7 @@ from mofsieve.booster import ELEMENTS, blend, crystal_features, feature_names
 from mofsieve.cli import main
 from mofsieve.metrics import regression_metrics
 from mofsieve.modeldir import read_model
-from mofsieve.store import FeaturizationParams, ShardReader, write_shard
+from mofsieve.store import FeaturizationParams, ShardReader
 
 TARGET = "co2_uptake_mol_per_kg_298K_0.15bar"
 N_MOFS = 80  # 64 train: trees need 50 (booster.MIN_TRAIN)
@@ -42,27 +42,22 @@ def _train_args(graphs: Path, labels: Path, out: Path, *extra: str) -> list[str]
 
 
 @pytest.fixture(scope="module")
-def boosted(core_mof_graphs, tmp_path_factory) -> dict:
+def boosted(core_mof_graphs, labelled_shard, tmp_path_factory) -> dict:
     """A small graph network trained on N_MOFS real MOFs, and the same with trees blended."""
     root = tmp_path_factory.mktemp("boost")
     params = FeaturizationParams(global_feature_names=SHARD_GLOBALS)
     graphs = core_mof_graphs(N_MOFS, lambda g: g.n_atoms <= 120, params)
-    (root / "graphs").mkdir()
-    write_shard(root / "graphs" / "shard-00000.h5", graphs, params)
-    labels = root / "labels.csv"
-    with open(labels, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["mof_id", TARGET])
-        w.writerows([g.mof_id, f"{_label(g):.5f}"] for g in graphs)
+    truth = {g.mof_id: _label(g) for g in graphs}
+    graph_dir, labels = labelled_shard(root, graphs, params, TARGET, truth)
     source = root / "source"
-    assert main(_train_args(root / "graphs", labels, source, "--target", TARGET, "--variant",
+    assert main(_train_args(graph_dir, labels, source, "--target", TARGET, "--variant",
                             "atten3", "--ensemble", "2", "--epochs", "3", "--global-features",
                             *MODEL_GLOBALS)) == 0  # fmt: skip
     model = root / "boosted"
     assert main(["boost", "--model", str(source), "--labels", str(labels), "--graphs",
-                 str(root / "graphs"), "--out", str(model), "--seeds", "2"]) == 0  # fmt: skip
-    return {"root": root, "graphs": root / "graphs", "labels": labels, "source": source,
-            "model": model, "truth": {g.mof_id: _label(g) for g in graphs}}  # fmt: skip
+                 str(graph_dir), "--out", str(model), "--seeds", "2"]) == 0  # fmt: skip
+    return {"root": root, "graphs": graph_dir, "labels": labels, "source": source,
+            "model": model, "truth": truth}  # fmt: skip
 
 
 def test_crystal_features_of_a_real_structure(core_mof_graphs):

@@ -29,20 +29,15 @@ def _label(graph, names: tuple[str, ...]) -> float:
 
 
 @pytest.fixture(scope="module")
-def source(core_mof_graphs, tmp_path_factory) -> dict:
+def source(core_mof_graphs, labelled_shard, tmp_path_factory) -> dict:
     """A small de-atten3 model reading the density only, trained on real MOFs whose made-up
     labels follow their void fraction; their shard has both descriptors."""
     root = tmp_path_factory.mktemp("headfit")
     names = SOURCE_GLOBALS + ADDED
     params = FeaturizationParams(global_feature_names=names)
     graphs = core_mof_graphs(N_MOFS, lambda g: g.n_atoms <= 100, params)
-    (root / "graphs").mkdir()
-    write_shard(root / "graphs" / "shard-00000.h5", graphs, params)
-    labels = root / "labels.csv"
-    with open(labels, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["mof_id", TARGET])
-        w.writerows([g.mof_id, f"{_label(g, names):.4f}"] for g in graphs)
+    truth = {g.mof_id: _label(g, names) for g in graphs}
+    _, labels = labelled_shard(root, graphs, params, TARGET, truth)
     model = root / "source"
     args = _train_args(root / "graphs", labels, model, "--target", TARGET, "--variant",
                        "de-atten3", "--global-features", *SOURCE_GLOBALS, "--ensemble", "2",
