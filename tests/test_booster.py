@@ -214,3 +214,21 @@ def test_the_shipped_features_read_the_model_globals_in_its_order(boosted):
     assert row[: len(MODEL_GLOBALS)].tolist() == pytest.approx(
         [shard_globals[n] for n in MODEL_GLOBALS]
     )
+
+
+def test_a_boost_killed_before_its_end_leaves_no_model_json(boosted, tmp_path, monkeypatch):
+    import mofsieve.booster as booster_module
+
+    class Killed(BaseException):
+        """As a SIGINT between the copied files and the trees (not an error `run` reports)."""
+
+    def killed(*_args, **_kwargs):
+        raise Killed("killed")
+
+    monkeypatch.setattr(booster_module, "write_trees", killed)
+    out = tmp_path / "out"
+    with pytest.raises(Killed, match="killed"):
+        main(["boost", "--model", str(boosted["source"]), "--labels", str(boosted["labels"]),
+              "--graphs", str(boosted["graphs"]), "--out", str(out), "--seeds", "1"])  # fmt: skip
+    assert (out / "member-0.pt").is_file()  # it was killed after copying the weights
+    assert not (out / "model.json").exists()  # nothing there reads as a model

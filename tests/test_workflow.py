@@ -661,6 +661,24 @@ def test_train_target_trains_on_this_runs_graphs(tmp_path: Path, write_model_dir
     )
 
 
+def test_boost_target_trains_then_blends_trees_into_a_folder_beside(
+    tmp_path: Path, write_model_dir
+) -> None:
+    synthetic_run(tmp_path, write_model_dir, 1000, 250)
+    (tmp_path / "labels.csv").write_text("mof_id,co2\nMOF000001,1.0\n")
+    result = snakemake(
+        tmp_path, "-n", "-p", "boost", "--config", "train={labels: labels.csv, target: co2}"
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    assert counts == {"featurize": 1, "train": 1, "boost": 1, "total": 3}
+    assert (
+        "mofsieve boost --model models/my_model --labels labels.csv"
+        " --graphs results/big/graphs/shards-00000-00003 --out models/my_model-boosted"
+        " --threads 1" in result.stdout
+    )
+
+
 def test_train_target_without_labels_says_what_to_set(tmp_path: Path, write_model_dir) -> None:
     synthetic_run(tmp_path, write_model_dir, 100, 50)
     result = snakemake(tmp_path, "-n", "train")

@@ -406,7 +406,7 @@ def boost(
         "weight_from": weight_from,
     }
     final = BoosterSpec(names, digests, weight, tree_spec.elements, rounds, dict(params), details)
-    return _record(out, final, calibration, metrics, ids["test"], y("test"), blended["test"])
+    return _record(out, spec, final, calibration, metrics, ids["test"], y("test"), blended["test"])
 
 
 def _lightgbm_version() -> str:
@@ -416,11 +416,19 @@ def _lightgbm_version() -> str:
 
 
 def _copy_model(spec: ModelSpec, out: Path) -> None:
-    """The graph network's files into ``out`` (its weights, model.json, split.csv…), without
-    an earlier booster's trees or the files that will describe the blend."""
+    """The graph network's files into ``out`` (its weights, split.csv…), without an earlier
+    booster's trees, the files that will describe the blend, or ``model.json``: that comes
+    last, so that a killed run leaves no folder that looks like a model."""
     out.mkdir(parents=True, exist_ok=True)
+    (out / "model.json").unlink(missing_ok=True)  # an earlier run's, into the same folder
     old_trees = {p.name for p in spec.booster_paths()}
-    redone = {"MODEL_CARD.md", "test_predictions.csv", "parity.png", "reliability.png"}
+    redone = {
+        "model.json",
+        "MODEL_CARD.md",
+        "test_predictions.csv",
+        "parity.png",
+        "reliability.png",
+    }
     for path in spec.directory.iterdir():
         if path.is_file() and path.name not in old_trees | redone and not path.name.startswith("."):
             shutil.copy2(path, out / path.name)
@@ -428,6 +436,7 @@ def _copy_model(spec: ModelSpec, out: Path) -> None:
 
 def _record(
     out: Path,
+    source: ModelSpec,
     booster: BoosterSpec,
     calibration: Any,
     metrics: dict[str, Any],
@@ -438,9 +447,9 @@ def _record(
     """model.json (booster, calibration, metrics), then the plots, test predictions and card."""
     from mofsieve.atomic import write_csv_atomic
     from mofsieve.modelcard import parity_plot, reliability_plot, write_model_card
-    from mofsieve.modeldir import set_booster
+    from mofsieve.modeldir import write_boosted_model_json
 
-    spec = set_booster(out, booster, calibration, metrics)
+    spec = write_boosted_model_json(out, source, booster, calibration, metrics)
     mean, spread = test
     sigma = spread if calibration is None else calibration.sigma(spread, mean)
     write_csv_atomic(

@@ -345,6 +345,12 @@ def train_model_json(cfg: dict[str, Any]) -> str:
     return str(modeldir.model_json_path(cfg["train"]["out"]))
 
 
+def boosted_model_json(cfg: dict[str, Any]) -> str:
+    """The ``model.json`` that ``snakemake boost`` writes: ``train.out`` blended with boosted
+    trees, in the folder ``<train.out>-boosted``."""
+    return str(modeldir.model_json_path(str(cfg["train"]["out"]).rstrip("/") + "-boosted"))
+
+
 @lru_cache(maxsize=8)
 def _n_shards_cached(path: str, mtime_ns: int, size: int) -> int:
     try:

@@ -574,26 +574,24 @@ def set_calibration(
     return _write_meta(model_json_path(model_dir), meta).select(spec.target.name)
 
 
-def set_booster(
+def write_boosted_model_json(
     model_dir: str | os.PathLike[str],
-    booster: BoosterSpec | None,
+    source: ModelSpec,
+    booster: BoosterSpec,
     calibration: Calibration | None,
     metrics: Mapping[str, Any],
 ) -> ModelSpec:
-    """Record (or, with None, remove) a single-target model's booster with the calibration
-    and metrics of the blend, everything else kept; written atomically, returned as read
-    back. The trees' files must be in place first: ``model.json`` names only what exists."""
-    spec = read_model(model_dir)
-    if spec.is_multi_target:
-        raise ModelDirError(f"{spec.directory} predicts several targets: a booster blends one")
-    meta = dict(spec.metadata)
-    meta.pop("booster", None)
-    meta.pop("calibration", None)
-    if booster is not None:
-        missing = [f for f in booster.files if not (spec.directory / f).is_file()]
-        if missing:
-            raise ModelDirError(f"{spec.directory} lacks the booster file(s) {missing}")
-        meta["booster"] = booster.to_json()
+    """``model.json`` of ``model_dir``: the single-target model ``source``'s, with ``booster``
+    and the calibration and metrics of the blend in place of its own; written atomically,
+    last (the graph network's weights and the trees' files must be in ``model_dir`` already:
+    ``model.json`` names only what exists). Returned as read back."""
+    if source.is_multi_target:
+        raise ModelDirError(f"{source.directory} predicts several targets: a booster blends one")
+    missing = [f for f in (*source.weights, *booster.files) if not (Path(model_dir) / f).is_file()]
+    if missing:
+        raise ModelDirError(f"{model_dir} lacks {missing}: model.json would name missing files")
+    meta = {k: v for k, v in source.metadata.items() if k not in ("booster", "calibration")}
+    meta["booster"] = booster.to_json()
     if calibration is not None:
         meta["calibration"] = calibration.to_json()
     meta["metrics"] = dict(metrics)

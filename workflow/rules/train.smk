@@ -24,6 +24,33 @@ rule train:
         " --graphs {input.graphs:q} --out {params.out:q} {params.extra:q} > {log:q} 2>&1"
 
 
+# `snakemake boost`: the model of `snakemake train` blended with gradient-boosted trees on its
+# descriptors and composition (mofsieve boost; blend weight chosen on its validation split)
+rule boost:
+    input:
+        labels=train_labels,
+        graphs=train_graphs,
+        model=mconfig.train_model_json(config),
+    output:
+        model=mconfig.boosted_model_json(config),
+    log:
+        f"{RUN}/logs/boost.log",
+    benchmark:
+        f"{RUN}/benchmarks/boost.tsv"
+    conda:
+        "../../envs/mofsieve.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        model=lambda wildcards, input: os.path.dirname(input.model),
+        out=folder_of("model"),
+    shell:
+        "mofsieve boost --model {params.model:q} --labels {input.labels:q}"
+        " --graphs {input.graphs:q} --out {params.out:q} --threads {threads:q} > {log:q} 2>&1"
+
+
 # `snakemake retrain`: fine-tune the ranking model on this run's GCMC results
 # ({RUN}/validation.csv, column `simulated`) laid over train.labels, then rank the run again
 # with it into {RUN}/retrained/ (the first ranking stays as it was).
