@@ -364,6 +364,15 @@ def test_calibrated_models_give_90_percent_intervals_and_uncalibrated_ones_say_s
     assert "<td>3.17 – 3.83</td>" in text
 
 
+def test_a_model_with_trees_says_the_attention_is_its_graph_networks_only(run_dir: Path) -> None:
+    shipped = Path(__file__).resolve().parents[1] / "models"
+    blended, plain = shipped / "co2_298K_16bar", shipped / "co2_298K_0.15bar"
+    text = report(run_dir, "--attention", str(run_dir / "attention"), "--models", str(plain))
+    assert "gradient-boosted trees" not in text
+    text = report(run_dir, "--attention", str(run_dir / "attention"), "--models", str(blended))
+    assert "blends its graph network (weight 0.55) with gradient-boosted trees" in text
+
+
 def test_duplicates_are_shown_with_the_framework_they_repeat(run_dir: Path) -> None:
     ranked = run_dir / "ranked.csv"
     header, best, *rest = ranked.read_text().splitlines()

@@ -223,6 +223,22 @@ def load_attention(path: Path, atoms: dict[str, tuple]) -> tuple[str, dict[str, 
 # HTML
 
 
+def _blend_notes(model_dirs: Sequence[Path]) -> list[str]:
+    """A note per model that blends boosted trees into its predictions: the attention pictured
+    is its graph network's only."""
+    notes = []
+    for directory in dict.fromkeys(model_dirs):
+        booster = read_model(directory).booster
+        if booster is not None:
+            notes.append(
+                f"<p class='muted'>{html.escape(str(directory))} blends its graph network "
+                f"(weight {1 - booster.weight:.2f}) with gradient-boosted trees on descriptors "
+                f"and composition (weight {booster.weight:.2f}): the colours show the graph "
+                "network's attention, not the whole prediction.</p>"
+            )
+    return notes
+
+
 def build_report(
     ranked_csv: Path,
     failures_csv: Path,
@@ -294,6 +310,7 @@ def build_report(
         wanted = [r["mof_id"] for r in ranked.rows[:n_pictures]] + element_ids
         top_structures = load_top_structures(wanted, manifest, graph_dir, attention_dir)
     parts.append("<h2>Per-atom attention of the top candidates</h2>")
+    parts.extend(_blend_notes(model_dirs))
     parts.append(_pictures(ranked.rows[:n_pictures], pred_col, ranked.unit, top_structures))
     parts.append("<h2>Attention by element</h2>")
     parts.append(element_attention_section(element_ids, top_structures))
