@@ -232,3 +232,38 @@ def test_a_boost_killed_before_its_end_leaves_no_model_json(boosted, tmp_path, m
               "--graphs", str(boosted["graphs"]), "--out", str(out), "--seeds", "1"])  # fmt: skip
     assert (out / "member-0.pt").is_file()  # it was killed after copying the weights
     assert not (out / "model.json").exists()  # nothing there reads as a model
+
+
+SHIPPED_16 = Path(__file__).resolve().parents[1] / "models" / "co2_298K_16bar"
+
+
+def test_the_shipped_trees_read_as_many_features_as_the_model_makes():
+    from mofsieve.booster import Trees
+
+    spec = read_model(SHIPPED_16)
+    trees = Trees.load(spec)
+    assert trees is not None
+    n = len(feature_names(spec.featurization.global_feature_names, spec.booster.elements))
+    assert [b.num_feature() for b in trees.boosters] == [n] * len(spec.booster.files)
+
+
+def test_the_shipped_blend_reproduces_its_test_predictions_from_the_cifs(shared_core, tmp_path):
+    """The shipped 16 bar model predicts 12 of its test MOFs from the charged CoRE MOF 2019
+    CIFs (featurized here, as `mofsieve predict` does) as its test_predictions.csv says."""
+    from mofsieve.manifest import iter_archive
+
+    recorded = _predictions(SHIPPED_16 / "test_predictions.csv")
+    wanted = sorted(recorded)[:12]
+    cifs = tmp_path / "cifs"
+    cifs.mkdir()
+    names = {f"core2019_charged/{m}.cif" for m in wanted}  # the archive's folder
+    for name, data in iter_archive(shared_core / "cifs.tar.xz", names):
+        (cifs / Path(name).name).write_bytes(data)
+    assert len(list(cifs.iterdir())) == len(wanted)
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", "--model", str(SHIPPED_16), str(cifs), "--out", str(out),
+                 "--threads", "1", "--jobs", "1"]) == 0  # fmt: skip
+    predicted = _predictions(out)
+    for mof_id in wanted:
+        assert predicted[mof_id][0] == pytest.approx(recorded[mof_id][0], rel=1e-4, abs=1e-4)
+        assert predicted[mof_id][1] == pytest.approx(recorded[mof_id][1], rel=1e-4, abs=1e-4)
