@@ -267,3 +267,14 @@ def test_the_shipped_blend_reproduces_its_test_predictions_from_the_cifs(shared_
     for mof_id in wanted:
         assert predicted[mof_id][0] == pytest.approx(recorded[mof_id][0], rel=1e-4, abs=1e-4)
         assert predicted[mof_id][1] == pytest.approx(recorded[mof_id][1], rel=1e-4, abs=1e-4)
+
+
+def test_trees_grown_on_another_feature_layout_are_refused(boosted, tmp_path, caplog):
+    model = tmp_path / "model"
+    shutil.copytree(boosted["model"], model)
+    meta = json.loads((model / "model.json").read_text())
+    meta["booster"]["feature_names"] = meta["booster"]["feature_names"][:-1]  # one fewer
+    (model / "model.json").write_text(json.dumps(meta))
+    assert main(["predict", "--model", str(model), "--graphs", str(boosted["graphs"]),
+                 "--out", str(tmp_path / "p.csv"), "--threads", "1"]) == 2  # fmt: skip
+    assert "no longer makes in that order" in caplog.text

@@ -190,6 +190,14 @@ class Trees:
             return None
         from mofsieve.modeldir import ModelDirError
 
+        grown_on = model.booster.details.get("feature_names")
+        made = feature_names(model.featurization.global_feature_names, model.booster.elements)
+        if grown_on is not None and list(grown_on) != made:
+            raise ModelDirError(
+                f"{model.directory}: its trees were grown on {len(grown_on)} features that this "
+                f"mofsieve no longer makes in that order ({len(made)} now); run `mofsieve boost` "
+                "again"
+            )
         boosters = []
         for path, digest in zip(model.booster_paths(), model.booster.sha256, strict=True):
             if not path.is_file():
