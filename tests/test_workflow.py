@@ -977,6 +977,46 @@ def test_local_run_end_to_end_then_kill_9_halfway_and_restart_is_byte_identical(
 
 
 @pytest.mark.slow
+def test_the_shipped_16_bar_blend_screens_through_snakemake(tmp_path: Path) -> None:
+    """The 16 bar default blends boosted trees: Snakemake's per-shard predict jobs rank what
+    ``mofsieve predict`` gives on the same graphs, which is not the graph network alone, and
+    the report says what its attention pictures show."""
+    pytest.importorskip("CoRE_MOF", reason="the core-mof package (pip install '.[demo]')")
+    from mofsieve.cli import main
+    from mofsieve.predict import Predictor, predict_ids
+
+    model = REPO / "models" / "co2_298K_16bar"
+    tar = _small_core_mof_tar(tmp_path / "cifs.tar.gz", 8)
+    cfg = minimal(
+        run="blend",
+        inputs=[str(tar)],
+        shard_size=5,
+        target={"pressure": 16},
+        models={"16": str(model)},
+        device="cpu",
+        flag={"top_count": 2},
+        report={"pictures": 1},
+    )
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    result = snakemake(tmp_path, "--cores", "2", timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    run = tmp_path / "results" / "blend"
+    with open(run / "ranked.csv", newline="") as fh:
+        ranked = {r["mof_id"]: float(r["prediction_mol_per_kg"]) for r in csv.DictReader(fh)}
+    assert len(ranked) >= 6
+    shards = [str(p) for p in sorted((run / "graphs").rglob("shard-*.h5"))]
+    out = tmp_path / "direct.csv"
+    assert main(["predict", "--model", str(model), "--graphs", *shards, "--out", str(out),
+                 "--device", "cpu"]) == 0  # fmt: skip
+    with open(out, newline="") as fh:
+        direct = {r["mof_id"]: float(r["prediction"]) for r in csv.DictReader(fh)}
+    alone = predict_ids(Predictor(model, "cpu", use_booster=False), shards, set(ranked))
+    for mof_id, value in ranked.items():
+        assert value == pytest.approx(direct[mof_id], abs=2e-5)
+    assert max(abs(ranked[m] - alone[m][0]) for m in ranked) > 0.01
+    assert "with gradient-boosted trees" in (run / "report.html").read_text()
+
+
 def test_both_shipped_ocrystalnet_models_screen_through_snakemake(
     tmp_path: Path, shipped_ocrystalnet
 ) -> None:
