@@ -2,7 +2,7 @@
 
 Why a second learner: the graph network reads the global descriptors (cell, density, pore
 geometry, CO2 force-field energies) only through a small MLP after pooling, while gradient-boosted
-trees on those descriptors plus the crystal's composition come within 5–15 % of its validation
+trees on those descriptors plus the crystal's composition come within 5–10 % of its validation
 MAE on their own (CoRE MOF 2019, both pressures) and err elsewhere: their blend beats either.
 ``models/README.md`` has the figures.
 
