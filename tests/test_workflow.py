@@ -976,6 +976,28 @@ def test_local_run_end_to_end_then_kill_9_halfway_and_restart_is_byte_identical(
     assert (run / "ranked.csv").read_bytes() == expected
 
 
+def _screen_shipped(
+    tmp_path: Path, run: str, n_cifs: int, shard_size: int, pressure: float | str, models: dict
+) -> Path:
+    """A whole Snakemake screen (local, 2 cores) of ``n_cifs`` real CIFs and a broken one with
+    the given models; returns the run folder."""
+    tar = _small_core_mof_tar(tmp_path / "cifs.tar.gz", n_cifs)
+    cfg = minimal(
+        run=run,
+        inputs=[str(tar)],
+        shard_size=shard_size,
+        target={"pressure": pressure},
+        models=models,
+        device="cpu",
+        flag={"top_count": 2},
+        report={"pictures": 1},
+    )
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    result = snakemake(tmp_path, "--cores", "2", timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return tmp_path / "results" / run
+
+
 @pytest.mark.slow
 def test_the_shipped_16_bar_blend_screens_through_snakemake(tmp_path: Path) -> None:
     """The 16 bar default blends boosted trees: Snakemake's per-shard predict jobs rank what
@@ -986,21 +1008,7 @@ def test_the_shipped_16_bar_blend_screens_through_snakemake(tmp_path: Path) -> N
     from mofsieve.predict import Predictor, predict_ids
 
     model = REPO / "models" / "co2_298K_16bar"
-    tar = _small_core_mof_tar(tmp_path / "cifs.tar.gz", 8)
-    cfg = minimal(
-        run="blend",
-        inputs=[str(tar)],
-        shard_size=5,
-        target={"pressure": 16},
-        models={"16": str(model)},
-        device="cpu",
-        flag={"top_count": 2},
-        report={"pictures": 1},
-    )
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    result = snakemake(tmp_path, "--cores", "2", timeout=900)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    run = tmp_path / "results" / "blend"
+    run = _screen_shipped(tmp_path, "blend", 8, 5, 16, {"16": str(model)})
     with open(run / "ranked.csv", newline="") as fh:
         ranked = {r["mof_id"]: float(r["prediction_mol_per_kg"]) for r in csv.DictReader(fh)}
     assert len(ranked) >= 6
@@ -1017,6 +1025,7 @@ def test_the_shipped_16_bar_blend_screens_through_snakemake(tmp_path: Path) -> N
     assert "with gradient-boosted trees" in (run / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_both_shipped_ocrystalnet_models_screen_through_snakemake(
     tmp_path: Path, shipped_ocrystalnet
 ) -> None:
@@ -1028,21 +1037,8 @@ def test_both_shipped_ocrystalnet_models_screen_through_snakemake(
 
     from mofsieve.cli import main
 
-    tar = _small_core_mof_tar(tmp_path / "cifs.tar.gz", 10)
-    cfg = minimal(
-        run="ocn",
-        inputs=[str(tar)],
-        shard_size=6,
-        target={"pressure": "working_capacity"},
-        models={f"{p:g}": str(path) for p, path in shipped_ocrystalnet.items()},
-        device="cpu",
-        flag={"top_count": 2},
-        report={"pictures": 1},
-    )
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    result = snakemake(tmp_path, "--cores", "2", timeout=900)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    run = tmp_path / "results" / "ocn"
+    models = {f"{p:g}": str(path) for p, path in shipped_ocrystalnet.items()}
+    run = _screen_shipped(tmp_path, "ocn", 10, 6, "working_capacity", models)
     with open(run / "ranked.csv", newline="") as fh:
         ranked = list(csv.DictReader(fh))
     assert len(ranked) >= 8  # of 10 real CIFs and a broken one

@@ -210,12 +210,41 @@ class Trees:
         return cls(model.booster, boosters)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        if len(features) == 0:
-            return np.empty(0)
-        return np.mean([b.predict(features, num_threads=1) for b in self.boosters], axis=0)
+        return mean_of_trees(self.boosters, features)
 
     def predict_graphs(self, graphs: Sequence[Any], global_index: Sequence[int]) -> np.ndarray:
         return self.predict(graph_features(graphs, global_index, self.spec.elements))
+
+
+def mean_of_trees(boosters: Sequence[Any], features: np.ndarray) -> np.ndarray:
+    """The boosters' mean prediction for each row of ``features``."""
+    if len(features) == 0:
+        return np.empty(0)
+    return np.mean([b.predict(features, num_threads=1) for b in boosters], axis=0)
+
+
+def _matrix(features: Mapping[str, np.ndarray], ids: Sequence[str]) -> np.ndarray:
+    """The feature rows of ``ids``, stacked (an empty matrix for none)."""
+    return np.vstack([features[m] for m in ids]) if ids else np.empty((0, 0))
+
+
+def _blend_metrics(
+    graph_metrics: Mapping[str, Any],
+    y: Mapping[str, np.ndarray],
+    blended: Mapping[str, np.ndarray],
+    trees: Mapping[str, np.ndarray],
+) -> dict[str, Any]:
+    """``model.json``'s metrics of a blend: ``test`` and ``val`` of the blend, the graph
+    network's members and its other metrics under ``graph_network``, the trees' alone."""
+    from mofsieve.metrics import regression_metrics
+
+    graph = dict(graph_metrics)
+    return {
+        **{p: regression_metrics(y[p], blended[p]) for p in ("test", "val") if len(y[p])},
+        "test_members": graph.pop("test_members", []),
+        "graph_network": {k: v for k, v in graph.items() if v is not None},
+        "trees": {p: regression_metrics(y[p], trees[p]) for p in ("val", "test") if len(y[p])},
+    }
 
 
 def _booster_from_text(text: str) -> Any:
@@ -358,18 +387,16 @@ def boost(
     def y(part: str) -> np.ndarray:
         return np.array([labels[m] for m in ids[part]])
 
-    def x(part: str) -> np.ndarray:
-        return np.vstack([features[m] for m in ids[part]]) if ids[part] else np.empty((0, 0))
-
-    boosters, rounds, cv_mae = fit_trees(x("train"), y("train"), params, seeds, rounds, threads)
-    tree_spec = BoosterSpec(files=("-",), sha256=("-",), weight=0.0, elements=_elements(spec), rounds=rounds, params=dict(params))  # fmt: skip
-    trees = Trees(tree_spec, boosters)
+    elements = _elements(spec)
+    boosters, rounds, cv_mae = fit_trees(
+        _matrix(features, ids["train"]), y("train"), params, seeds, rounds, threads
+    )
     predictor = Predictor(model_dir, device, use_booster=False)
     graph = predict_ids(predictor, graphs, set(ids["val"]) | set(ids["test"]), batch_atoms)
     parts = ("val", "test")
     graph_mean = {p: np.array([graph[m][0] for m in ids[p]]) for p in parts}
     graph_spread = {p: np.array([graph[m][1] for m in ids[p]]) for p in parts}
-    tree_mean = {p: trees.predict(x(p)) for p in parts}
+    tree_mean = {p: mean_of_trees(boosters, _matrix(features, ids[p])) for p in parts}
     weight_from = "given (--weight)"
     if weight is None:
         weight = choose_weight(y("val"), graph_mean["val"], tree_mean["val"])
@@ -378,15 +405,18 @@ def boost(
     blended = {
         p: blend(graph_mean[p], graph_spread[p], tree_mean[p], weight, clip_min) for p in parts
     }
-    metrics_of = {
-        "blend": {p: regression_metrics(y(p), blended[p][0]) for p in parts if ids[p]},
-        "graph": {p: regression_metrics(y(p), graph_mean[p]) for p in parts if ids[p]},
-        "trees": {p: regression_metrics(y(p), tree_mean[p]) for p in parts if ids[p]},
-    }
-    for name, m in metrics_of.items():
-        log.info("%s: %s", name, "; ".join(f"{p} {format_metrics(r)}" for p, r in m.items()))
+    labelled = {p: y(p) for p in parts}
+    graph_metrics = {p: regression_metrics(labelled[p], graph_mean[p]) for p in parts if ids[p]}
+    metrics = _blend_metrics(
+        dict(spec.metadata.get("metrics") or {}) | graph_metrics,
+        labelled,
+        {p: blended[p][0] for p in parts},
+        tree_mean,
+    )
+    for name, m in (("blend", metrics), ("graph", graph_metrics), ("trees", metrics["trees"])):
+        log.info("%s: %s", name, "; ".join(f"{p} {format_metrics(m[p])}" for p in parts if p in m))
     log.info("blend weight of the trees %.2f (validation MAE, graph network alone %.4f, blend %.4f)",
-             weight, metrics_of["graph"]["val"]["mae"], metrics_of["blend"]["val"]["mae"])  # fmt: skip
+             weight, graph_metrics["val"]["mae"], metrics["val"]["mae"])  # fmt: skip
     calibration = None
     if len(ids["val"]) >= MIN_VALIDATION:
         calibration = fit_calibration(
@@ -395,14 +425,6 @@ def boost(
         )
     else:
         log.warning("%d validation MOFs (< %d): the blend stays uncalibrated", len(ids["val"]), MIN_VALIDATION)  # fmt: skip
-    old = dict(spec.metadata.get("metrics") or {})
-    metrics = {
-        **metrics_of["blend"],
-        "test_members": old.pop("test_members", []),
-        "graph_network": {k: v for k, v in old.items() if k not in ("test", "val")}
-        | metrics_of["graph"],
-        "trees": metrics_of["trees"],
-    }
     _copy_model(spec, out)
     names, digests = write_trees(out, boosters)
     details = {
@@ -410,10 +432,10 @@ def boost(
         "seeds": seeds,
         "cv_mae_train": cv_mae,
         "n_train": len(ids["train"]),
-        "feature_names": feature_names(spec.featurization.global_feature_names, tree_spec.elements),
+        "feature_names": feature_names(spec.featurization.global_feature_names, elements),
         "weight_from": weight_from,
     }
-    final = BoosterSpec(names, digests, weight, tree_spec.elements, rounds, dict(params), details)
+    final = BoosterSpec(names, digests, weight, elements, rounds, dict(params), details)
     return _record(out, spec, final, calibration, metrics, ids["test"], y("test"), blended["test"])
 
 
@@ -490,8 +512,6 @@ def finetune_trees(
     written into ``out``."""
     from dataclasses import replace
 
-    from mofsieve.metrics import regression_metrics
-
     booster = source.booster
     if booster is None:
         raise ValueError(f"{source.directory} has no trees to grow again")
@@ -501,28 +521,17 @@ def finetune_trees(
     if lacking:  # the graph network was given these graphs: the same shards hold them
         raise ValueError(f"{len(lacking)} MOFs of the split have no graph in {list(graphs)}, e.g. {lacking[:3]}")  # fmt: skip
 
-    def x(part: str) -> np.ndarray:
-        return np.vstack([features[m] for m in parts[part]]) if parts[part] else np.empty((0, 0))
-
     seeds = len(booster.files)
-    boosters, _, _ = fit_trees(x("train"), data.y("train"), booster.params, seeds, booster.rounds, threads)  # fmt: skip
-    trees = Trees(booster, boosters)
+    train = _matrix(features, parts["train"])
+    boosters, _, _ = fit_trees(train, data.y("train"), booster.params, seeds, booster.rounds, threads)  # fmt: skip
+    tree_mean = {p: mean_of_trees(boosters, _matrix(features, parts[p])) for p in ("val", "test")}
     clip_min = source.target.clip_min
-    val = blend(evaluation.val_mean, evaluation.val_spread, trees.predict(x("val")), booster.weight, clip_min)  # fmt: skip
-    test = blend(evaluation.test_mean, evaluation.test_spread, trees.predict(x("test")), booster.weight, clip_min)  # fmt: skip
-    y_val, y_test = data.y("val"), data.y("test")
-    old = dict(evaluation.metrics)
-    metrics = {
-        "test": regression_metrics(y_test, test[0]) if len(y_test) else None,
-        "val": regression_metrics(y_val, val[0]),
-        "test_members": old.pop("test_members", []),
-        "graph_network": {k: v for k, v in old.items() if v is not None},
-        "trees": {
-            p: regression_metrics(y, trees.predict(x(p)))
-            for p, y in (("val", y_val), ("test", y_test))
-            if len(y)
-        },
-    }
+    val = blend(evaluation.val_mean, evaluation.val_spread, tree_mean["val"], booster.weight, clip_min)  # fmt: skip
+    test = blend(evaluation.test_mean, evaluation.test_spread, tree_mean["test"], booster.weight, clip_min)  # fmt: skip
+    old = evaluation.metrics
+    y = {"val": data.y("val"), "test": data.y("test")}
+    metrics = _blend_metrics(old, y, {"val": val[0], "test": test[0]}, tree_mean)
+    metrics.setdefault("test", None)  # as the graph network's evaluation has it, without test MOFs
     log.info("trees grown again on %d training MOFs (%d rounds, %d seeds, weight %.2f): "
              "validation MAE %.4f (graph network alone %.4f)", len(parts["train"]), booster.rounds,
              seeds, booster.weight, metrics["val"]["mae"], old["val"]["mae"])  # fmt: skip
