@@ -19,9 +19,19 @@ images is summed. A short deterministic Widom insertion run; the whole sample gi
 - ``co2_lj_fraction_below_minus{10,15,20,25}_kj_mol``: the share of the cell's volume (of
   the samples) where the molecule is bound by more than 10, 15, 20, 25 kJ/mol: a coarse
   histogram of the landscape;
-- ``co2_lj_coulomb_{log10_henry_mol_kg_pa,boltzmann_energy_kj_mol,min_energy_kj_mol}``: the
-  first three with the Coulomb energy of CO2's charges (C +0.70 e, O −0.35 e) in the
-  framework's partial charges added. Not Ewald: plain 1/r sums over the atom images within
+- ``co2_lj_accessible_fraction`` and ``co2_lj_accessible_volume_cm3_g``: the share of the
+  cell where the molecule's Lennard-Jones energy is not above zero (where it fits), and that volume
+  per gram of framework: the room CO2 has, which decides uptake at high pressure;
+- ``co2_lj_pore_filling_{0.15,16}bar_mol_kg``: a mean-field uptake at the labels' two
+  pressures. Each sample point holds CO2 at the bulk gas's density times its Boltzmann
+  factor, saturating at the density of liquid CO2 (a local Langmuir form): with
+  x = ρ_gas e^(−βU) / ρ_liquid, the local density is ρ_liquid x / (1 + x). Summed over the
+  cell, no molecule sees another, so it is no GCMC: it joins the room and the binding
+  energies in one number shaped like an isotherm;
+- ``co2_lj_coulomb_{log10_henry_mol_kg_pa,boltzmann_energy_kj_mol,min_energy_kj_mol}`` and
+  ``co2_lj_coulomb_pore_filling_{0.15,16}bar_mol_kg``: the Henry coefficient, Boltzmann and
+  lowest energies and the pore filling with the Coulomb energy of CO2's charges (C +0.70 e,
+  O −0.35 e) in the framework's partial charges added. Not Ewald: plain 1/r sums over the atom images within
   12 Å of the molecule's centre, each image seen by all three sites (the molecule is neutral,
   so a distant image acts through its field gradient and the truncation adds no net
   charge). NaN unless every atom has a charge (the CoRE MOF package's CIFs have none).
@@ -58,17 +68,23 @@ from mofsieve.descriptors.geometric import _quasi_random_fractions
 FRACTION_THRESHOLDS_KJ_MOL: dict[str, float] = {
     f"co2_lj_fraction_below_minus{t}_kj_mol": -float(t) for t in (10, 15, 20, 25)
 }
+# Pressures (bar) of the pore-filling descriptors, by the name's part: the labels' two.
+PORE_FILLING_PRESSURES_BAR: dict[str, float] = {"0.15bar": 0.15, "16bar": 16.0}
 LJ_DESCRIPTORS: tuple[str, ...] = (
     "co2_lj_log10_henry_mol_kg_pa",
     "co2_lj_boltzmann_energy_kj_mol",
     "co2_lj_min_energy_kj_mol",
     *FRACTION_THRESHOLDS_KJ_MOL,
+    "co2_lj_accessible_fraction",
+    "co2_lj_accessible_volume_cm3_g",
+    *(f"co2_lj_pore_filling_{p}_mol_kg" for p in PORE_FILLING_PRESSURES_BAR),
 )
 # The same sample with the framework's partial charges: Lennard-Jones + Coulomb.
 CHARGED_DESCRIPTORS: tuple[str, ...] = (
     "co2_lj_coulomb_log10_henry_mol_kg_pa",
     "co2_lj_coulomb_boltzmann_energy_kj_mol",
     "co2_lj_coulomb_min_energy_kj_mol",
+    *(f"co2_lj_coulomb_pore_filling_{p}_mol_kg" for p in PORE_FILLING_PRESSURES_BAR),
 )
 ENERGY_DESCRIPTORS: tuple[str, ...] = LJ_DESCRIPTORS + CHARGED_DESCRIPTORS
 
@@ -80,6 +96,11 @@ def charged_globals(global_features: Sequence[str]) -> list[int]:
 
 GAS_CONSTANT = 8.314462618  # J mol⁻¹ K⁻¹
 K_TO_KJ_MOL = GAS_CONSTANT / 1000.0
+BOLTZMANN_J_K = 1.380649e-23
+AVOGADRO_PER_A3 = 0.602214076  # N_A × 1e-24: mol/cm³ → molecules/Å³
+CO2_MOLAR_MASS_G_MOL = 44.0095
+# saturated liquid CO2 at 298 K (NIST webbook: 712 kg/m³): where pore filling saturates
+CO2_LIQUID_DENSITY_G_CM3 = 0.712
 COULOMB_K_A = 167101.0  # e²/(4πε₀ k_B) in K Å (as energy_kernels.cpp's kCoulombK)
 
 
@@ -304,6 +325,22 @@ def landscape(
     }
 
 
+def pore_filling_mol_kg(
+    energies_k: np.ndarray, temperature_k: float, pressure_bar: float, density_g_cm3: float
+) -> float:
+    """Mean-field uptake (mol/kg) of a sample of energies (K) at ``pressure_bar``: each point
+    at the bulk gas's density times its Boltzmann factor, saturating at liquid CO2's density
+    (ρ_liquid x / (1 + x), x = ρ_gas e^(−βU) / ρ_liquid), averaged over the cell and divided
+    by the framework's density."""
+    gas = pressure_bar * 1e5 / (BOLTZMANN_J_K * temperature_k) * 1e-30  # molecules/Å³
+    liquid = CO2_LIQUID_DENSITY_G_CM3 / CO2_MOLAR_MASS_G_MOL * AVOGADRO_PER_A3
+    log_x = math.log(gas / liquid) - np.asarray(energies_k, np.float64) / temperature_k
+    # x / (1 + x) as exp(−log(1 + 1/x)): no overflow for the deepest sites
+    filled = float(np.mean(np.exp(-np.logaddexp(0.0, -log_x))))
+    # molecules/Å³ of the cell ÷ (g of framework/Å³ × N_A) → mol/g → mol/kg
+    return liquid * filled / (density_g_cm3 * AVOGADRO_PER_A3) * 1e3
+
+
 def summarize(
     lj_k: np.ndarray,
     coulomb_k: np.ndarray | None,
@@ -322,6 +359,14 @@ def summarize(
     }
     for name, threshold in FRACTION_THRESHOLDS_KJ_MOL.items():
         values[name] = float(np.mean(lj_k * K_TO_KJ_MOL < threshold))
+    # ≤: beyond the cutoff of every atom (the middle of a pore over 24 Å) the energy is 0
+    accessible = float(np.mean(lj_k <= 0.0))
+    values["co2_lj_accessible_fraction"] = accessible
+    values["co2_lj_accessible_volume_cm3_g"] = accessible / density_g_cm3
+    for part, bar in PORE_FILLING_PRESSURES_BAR.items():
+        values[f"co2_lj_pore_filling_{part}_mol_kg"] = pore_filling_mol_kg(
+            lj_k, temperature_k, bar, density_g_cm3
+        )
     if coulomb_k is None:
         values.update(dict.fromkeys(CHARGED_DESCRIPTORS, math.nan))
     else:
@@ -332,6 +377,10 @@ def summarize(
         values["co2_lj_coulomb_log10_henry_mol_kg_pa"] = full["log10_henry"]
         values["co2_lj_coulomb_boltzmann_energy_kj_mol"] = full["boltzmann"]
         values["co2_lj_coulomb_min_energy_kj_mol"] = full["min"]
+        for part, bar in PORE_FILLING_PRESSURES_BAR.items():
+            values[f"co2_lj_coulomb_pore_filling_{part}_mol_kg"] = pore_filling_mol_kg(
+                total, temperature_k, bar, density_g_cm3
+            )
     return values
 
 
