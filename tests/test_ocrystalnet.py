@@ -303,8 +303,11 @@ def test_train_refuses_shards_without_the_columns(mof_graphs, tmp_path, caplog):
 
 def test_format_1_shard_and_shipped_models_predict_the_same_bits(monkeypatch):
     """A shard written by mofsieve before format 2 and the AE-CGCNN models shipped then (v1,
-    kept in tests/data/legacy/models) give exactly the outputs that code gave
-    (tests/data/legacy/make_legacy_reference.py)."""
+    kept in tests/data/legacy/models) give the outputs that code gave
+    (tests/data/legacy/make_legacy_reference.py) to float32 rounding: the same bits on the
+    machine that made the reference, up to 5.4e-7 relative on an AMD EPYC (its libraries
+    round differently, with or without AVX-512); any change of what the models compute moves
+    them by far more."""
     monkeypatch.setenv("MOFSIEVE_FUSED_KERNELS", "0")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -331,12 +334,19 @@ def _check_legacy_predictions() -> None:
         index = [names.index(n) for n in predictor.params.global_feature_names]
         means, members = [], [[] for _ in predictor.members]
         for _, batch, _ in iter_shard_batches(reader, index, 8000, predictor.spec.num_layers):
-            means += [float(v).hex() for v in predictor(batch)[0]]
+            means += [float(v) for v in predictor(batch)[0]]
             with torch.no_grad():
                 for k, member in enumerate(predictor.members):
-                    members[k] += [float(v).hex() for v in member(batch)]
-        assert means == want[name]["mean"], name
-        assert members == want[name]["members"], name
+                    members[k] += [float(v) for v in member(batch)]
+        np.testing.assert_allclose(
+            means, _floats(want[name]["mean"]), rtol=1e-6, atol=1e-6, err_msg=name
+        )
+        np.testing.assert_allclose(members, [_floats(m) for m in want[name]["members"]],
+                                   rtol=1e-6, atol=1e-6, err_msg=name)  # fmt: skip
+
+
+def _floats(hexes: list[str]) -> list[float]:
+    return [float.fromhex(h) for h in hexes]
 
 
 def test_ae_cgcnn_model_json_is_written_as_before(tmp_path, write_model_dir):
