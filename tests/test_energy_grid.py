@@ -479,6 +479,18 @@ def test_an_open_cell_is_accessible_but_for_the_atom() -> None:
         values["co2_lj_accessible_fraction"] / density)  # fmt: skip
 
 
+def test_a_descriptor_asked_alone_is_the_one_asked_with_all(small_mof) -> None:
+    # the pore fillings are computed only when named: one named alone equals its value in
+    # the full set, and the others of the set are untouched by its absence
+    numbers, frac, cell = small_mof
+    charges = np.linspace(-0.4, 0.4, len(numbers)) - np.linspace(-0.4, 0.4, len(numbers)).mean()
+    full = _named(compute_descriptors(ENERGY_DESCRIPTORS, numbers, frac, cell, charges=charges))
+    for name in ("co2_lj_coulomb_pore_filling_16bar_mol_kg", "co2_lj_pore_filling_0.15bar_mol_kg",
+                 "co2_lj_coulomb_log10_henry_mol_kg_pa"):  # fmt: skip
+        alone = compute_descriptors([name], numbers, frac, cell, charges=charges)
+        assert alone[0] == pytest.approx(full[name], rel=1e-6), name
+
+
 def energy_grid_density(numbers: np.ndarray, cell: np.ndarray) -> float:
     from mofsieve.descriptors.cell import density
 

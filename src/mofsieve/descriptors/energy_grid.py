@@ -346,10 +346,12 @@ def summarize(
     coulomb_k: np.ndarray | None,
     settings: EnergySettings,
     density_g_cm3: float,
+    wanted: frozenset[str] = frozenset(ENERGY_DESCRIPTORS),
 ) -> dict[str, float]:
-    """Every :data:`ENERGY_DESCRIPTORS` value from the sampled energies (K, as
+    """The :data:`ENERGY_DESCRIPTORS` values from the sampled energies (K, as
     :func:`co2_energies` gives them) and the framework density; the charged ones NaN without
-    Coulomb energies."""
+    Coulomb energies. The pore-filling ones only where ``wanted`` names them (each is a pass
+    of exp/log over the sample), the rest always."""
     temperature_k, cap = settings.temperature_k, settings.cap_k
     lj = landscape(lj_k, temperature_k, density_g_cm3)
     values = {
@@ -364,9 +366,8 @@ def summarize(
     values["co2_lj_accessible_fraction"] = accessible
     values["co2_lj_accessible_volume_cm3_g"] = accessible / density_g_cm3
     for part, bar in PORE_FILLING_PRESSURES_BAR.items():
-        values[f"co2_lj_pore_filling_{part}_mol_kg"] = pore_filling_mol_kg(
-            lj_k, temperature_k, bar, density_g_cm3
-        )
+        if (name := f"co2_lj_pore_filling_{part}_mol_kg") in wanted:
+            values[name] = pore_filling_mol_kg(lj_k, temperature_k, bar, density_g_cm3)
     if coulomb_k is None:
         values.update(dict.fromkeys(CHARGED_DESCRIPTORS, math.nan))
     else:
@@ -378,9 +379,8 @@ def summarize(
         values["co2_lj_coulomb_boltzmann_energy_kj_mol"] = full["boltzmann"]
         values["co2_lj_coulomb_min_energy_kj_mol"] = full["min"]
         for part, bar in PORE_FILLING_PRESSURES_BAR.items():
-            values[f"co2_lj_coulomb_pore_filling_{part}_mol_kg"] = pore_filling_mol_kg(
-                total, temperature_k, bar, density_g_cm3
-            )
+            if (name := f"co2_lj_coulomb_pore_filling_{part}_mol_kg") in wanted:
+                values[name] = pore_filling_mol_kg(total, temperature_k, bar, density_g_cm3)
     return values
 
 
@@ -402,5 +402,5 @@ def energy_descriptors(
     with_coulomb = usable and bool(wanted & frozenset(CHARGED_DESCRIPTORS))
     lj, coulomb = co2_energies(numbers, frac, cell, settings,
                                charges if with_coulomb else None)  # fmt: skip
-    values = summarize(lj, coulomb, settings, density)
+    values = summarize(lj, coulomb, settings, density, wanted)
     return {name: values[name] for name in wanted}
