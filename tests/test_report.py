@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import logging
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -364,9 +366,15 @@ def test_calibrated_models_give_90_percent_intervals_and_uncalibrated_ones_say_s
     assert "<td>3.17 – 3.83</td>" in text
 
 
-def test_a_model_with_trees_says_the_attention_is_its_graph_networks_only(run_dir: Path) -> None:
-    shipped = Path(__file__).resolve().parents[1] / "models"
-    blended, plain = shipped / "co2_298K_16bar", shipped / "co2_298K_0.15bar"
+def test_a_model_with_trees_says_the_attention_is_its_graph_networks_only(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    blended = Path(__file__).resolve().parents[1] / "models" / "co2_298K_16bar"
+    plain = tmp_path / "graph-network-only"  # the same model without its trees
+    shutil.copytree(blended, plain)
+    meta = json.loads((plain / "model.json").read_text())
+    del meta["booster"]
+    (plain / "model.json").write_text(json.dumps(meta))
     text = report(run_dir, "--attention", str(run_dir / "attention"), "--models", str(plain))
     assert "gradient-boosted trees" not in text
     text = report(run_dir, "--attention", str(run_dir / "attention"), "--models", str(blended))
