@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mofsieve.booster import DEFAULT_PARAMS, ELEMENTS, crystal_features, fit_trees, mean_of_trees
+from mofsieve.booster import DEFAULT_PARAMS, ELEMENTS, fit_trees, graph_features, mean_of_trees
 from mofsieve.descriptors import FAST_DESCRIPTORS, compute_descriptors
 from mofsieve.descriptors.energy_grid import CHARGED_DESCRIPTORS, LJ_DESCRIPTORS
 from mofsieve.manifest import iter_archive
@@ -85,15 +85,15 @@ def cost(n: int, repeats: int) -> None:
 
 
 def features(graphs: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """mof_id → the feature row `mofsieve boost` gives the trees, with ``names`` as the global
+    features."""
     rows: dict[str, np.ndarray] = {}
     for path in shard_paths([graphs]):
         reader = ShardReader(path)
         index = [list(reader.params.global_feature_names).index(n) for n in names]
-        for i, mof in enumerate(reader.ids):
-            if mof not in rows:
-                g = reader.graph(i)
-                rows[mof] = crystal_features(g.atomic_number, g.charge, g.edge_dist,
-                                             np.asarray(g.global_features)[index], ELEMENTS)  # fmt: skip
+        new = [i for i, mof in enumerate(reader.ids) if mof not in rows]
+        table = graph_features((reader.graph(i) for i in new), index, ELEMENTS)
+        rows.update((reader.ids[i], table[j]) for j, i in enumerate(new))
         reader.release()
     return rows
 

@@ -21,6 +21,7 @@ from mofsieve.descriptors import (
     energy_grid,
     energy_native,
 )
+from mofsieve.descriptors.cell import density as cell_density
 from mofsieve.featurization_params import (
     ENERGY_REVISION,
     FeaturizationMismatch,
@@ -448,7 +449,7 @@ def test_pore_filling_is_henry_law_when_dilute_and_liquid_co2_where_bound(small_
     numbers, frac, cell = small_mof
     settings = energy_grid.DEFAULT_ENERGY
     lj, _ = energy_grid.co2_energies(numbers, frac, cell, settings)
-    density = energy_grid_density(numbers, cell)
+    density = cell_density(numbers, cell)
     values = energy_grid.summarize(lj, None, settings, density)
     pascal = 1e-3  # 1e-8 bar: even the deepest sites far from full
     dilute = energy_grid.pore_filling_mol_kg(lj, settings.temperature_k, pascal / 1e5, density)
@@ -474,27 +475,21 @@ def test_an_open_cell_is_accessible_but_for_the_atom() -> None:
     assert excluded < 4 / 3 * math.pi * 4.0**3 / 30.0**3
     lj, _ = energy_grid.co2_energies(numbers, frac, cell)
     assert excluded > np.mean(lj >= CAP) > 0  # repulsive, not only overlapping, keeps CO2 out
-    density = energy_grid_density(numbers, cell)
+    density = cell_density(numbers, cell)
     assert values["co2_lj_accessible_volume_cm3_g"] == pytest.approx(
         values["co2_lj_accessible_fraction"] / density)  # fmt: skip
 
 
 def test_a_descriptor_asked_alone_is_the_one_asked_with_all(small_mof) -> None:
-    # the pore fillings are computed only when named: one named alone equals its value in
-    # the full set, and the others of the set are untouched by its absence
+    # the pore fillings are computed only when named: one named alone, or a descriptor asked
+    # without them, has the value it has in the full set
     numbers, frac, cell = small_mof
-    charges = np.linspace(-0.4, 0.4, len(numbers)) - np.linspace(-0.4, 0.4, len(numbers)).mean()
+    charges = np.linspace(-0.4, 0.4, len(numbers))  # neutral: symmetric about 0
     full = _named(compute_descriptors(ENERGY_DESCRIPTORS, numbers, frac, cell, charges=charges))
     for name in ("co2_lj_coulomb_pore_filling_16bar_mol_kg", "co2_lj_pore_filling_0.15bar_mol_kg",
                  "co2_lj_coulomb_log10_henry_mol_kg_pa"):  # fmt: skip
         alone = compute_descriptors([name], numbers, frac, cell, charges=charges)
         assert alone[0] == pytest.approx(full[name], rel=1e-6), name
-
-
-def energy_grid_density(numbers: np.ndarray, cell: np.ndarray) -> float:
-    from mofsieve.descriptors.cell import density
-
-    return density(numbers, cell)
 
 
 @pytest.fixture(scope="module")
