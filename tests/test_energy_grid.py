@@ -308,8 +308,9 @@ def test_charged_descriptors_are_nan_without_every_charge_and_the_rest_unchanged
     for missing in (None, some_missing):
         values = _named(compute_descriptors(ENERGY_DESCRIPTORS, numbers, frac, cell,
                                             charges=missing))  # fmt: skip
+        charged = [ENERGY_DESCRIPTORS[i] for i in energy_grid.charged_globals(ENERGY_DESCRIPTORS)]
         for name in ENERGY_DESCRIPTORS:
-            if name in energy_grid.CHARGED_DESCRIPTORS:
+            if name in charged:
                 assert math.isnan(values[name]), name
             else:
                 assert values[name] == full[name], name
@@ -492,6 +493,39 @@ def test_a_descriptor_asked_alone_is_the_one_asked_with_all(small_mof) -> None:
         assert alone[0] == pytest.approx(full[name], rel=1e-6), name
 
 
+def test_the_6144_point_descriptors_extend_the_2048_point_sample(small_mof) -> None:
+    numbers, frac, cell = small_mof
+    charges = np.linspace(-0.4, 0.4, len(numbers))
+    base = (*energy_grid.LJ_DESCRIPTORS, *energy_grid.CHARGED_DESCRIPTORS)
+    full = _named(compute_descriptors(ENERGY_DESCRIPTORS, numbers, frac, cell, charges=charges))
+    # one sample of 6,144 points gives both: the 2,048-point names keep their numbers to the
+    # bit (shards and models made before read them)
+    alone = compute_descriptors(base, numbers, frac, cell, charges=charges)
+    np.testing.assert_array_equal(alone, [full[name] for name in base])
+    # the fine names are the same reductions of all 6,144 points (other bins: rounding apart)
+    larger = replace(energy_grid.DEFAULT_ENERGY, points=6144)
+    want = _named(compute_descriptors(ENERGY_DESCRIPTORS, numbers, frac, cell,
+                                      energy_settings=larger, charges=charges))  # fmt: skip
+    for name in energy_grid.CHARGED_DESCRIPTORS:
+        fine = name + energy_grid.FINE_SUFFIX
+        assert full[fine] == pytest.approx(want[name], rel=1e-4, abs=1e-4), fine
+        if "min_energy" not in name:  # the lowest point may be among the first 2,048
+            assert full[fine] != full[name], fine  # a different sample, not a copy
+    # without every charge they are NaN, as the 2,048-point ones
+    missing = charges.copy()
+    missing[0] = np.nan
+    fine_names = energy_grid.FINE_CHARGED_DESCRIPTORS
+    assert np.isnan(compute_descriptors(fine_names, numbers, frac, cell, charges=missing)).all()
+
+
+def test_a_fine_sample_smaller_than_the_base_one_is_refused(small_mof) -> None:
+    numbers, frac, cell = small_mof
+    settings = replace(energy_grid.DEFAULT_ENERGY, fine_points=1024)
+    with pytest.raises(ValueError, match="fine_points"):
+        compute_descriptors(energy_grid.FINE_CHARGED_DESCRIPTORS[:1], numbers, frac, cell,
+                            energy_settings=settings, charges=np.zeros(len(numbers)))  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def labelled_mofs(shared_core: Path):
     """The first 40 labelled CIFs of the shared CoRE MOF copy (charged): (numbers, frac,
@@ -547,6 +581,24 @@ def test_real_mofs_narrow_pores_bind_co2_harder_and_henry_tracks_uptake(labelled
     assert (table[:, 3] <= table[:, 2] + 1e-6).all()  # min energy ≤ Boltzmann average
 
 
+def test_the_6144_point_sample_halves_the_charged_sampling_error(labelled_mofs) -> None:
+    # Against a sample of 49,152 points, on 40 real charged MOFs: the mean error of log10 K_H
+    # with charges was 0.46 at 2,048 points and 0.24 at 6,144 (ratio 0.53; the Boltzmann
+    # energy 0.55, the lowest energy 0.56), about the 1/√3 of three times the points
+    names = list(energy_grid.CHARGED_DESCRIPTORS[:3])
+    reference = replace(energy_grid.DEFAULT_ENERGY, points=49152)
+    base_error, fine_error = [], []
+    for arrays, _, _ in labelled_mofs:
+        want = compute_descriptors(names, *arrays[:3], charges=arrays[3],
+                                   energy_settings=reference)  # fmt: skip
+        both = compute_descriptors(names + [n + energy_grid.FINE_SUFFIX for n in names],
+                                   *arrays[:3], charges=arrays[3])  # fmt: skip
+        base_error.append(np.abs(both[:3] - want))
+        fine_error.append(np.abs(both[3:] - want))
+    ratio = np.mean(fine_error, axis=0) / np.mean(base_error, axis=0)
+    assert (ratio < 0.7).all(), ratio
+
+
 def test_real_mofs_16bar_uptake_follows_the_pore_filling(labelled_mofs) -> None:
     from scipy.stats import spearmanr
 
@@ -591,7 +643,8 @@ def test_featurize_stores_the_named_energy_descriptors(tmp_path, test_data) -> N
                                    crystal.lattice, charges=crystal.charge)  # fmt: skip
         got = next(v for source, v in stored.items() if source.endswith(cif.name))
         np.testing.assert_array_equal(got, want)
-        charged_part = got[[names.index(n) for n in energy_grid.CHARGED_DESCRIPTORS]]
+        charged_part = got[energy_grid.charged_globals(names)]
+        assert len(charged_part) == 2 * len(energy_grid.CHARGED_DESCRIPTORS)
         assert np.isfinite(charged_part).all() == (cif == charged)
         assert np.isfinite(got[: len(FAST_DESCRIPTORS) + len(energy_grid.LJ_DESCRIPTORS)]).all()
 

@@ -16,8 +16,8 @@ to one module per kind of descriptor):
   landscape of a TraPPE CO2 in the cell with the labels' UFF parameters (Henry coefficient,
   Boltzmann-weighted and lowest energy, an energy histogram), and the same with the
   framework's partial charges where every atom has one; a few ms per CIF in compiled loops
-  (:mod:`~mofsieve.descriptors.energy_native`). Only computed when named: no shipped model
-  uses them.
+  (:mod:`~mofsieve.descriptors.energy_native`). Only computed when named (the shipped
+  models name them).
 """
 
 from __future__ import annotations

@@ -34,7 +34,12 @@ images is summed. A short deterministic Widom insertion run; the whole sample gi
   O −0.35 e) in the framework's partial charges added. Not Ewald: plain 1/r sums over the atom images within
   12 Å of the molecule's centre, each image seen by all three sites (the molecule is neutral,
   so a distant image acts through its field gradient and the truncation adds no net
-  charge). NaN unless every atom has a charge (the CoRE MOF package's CIFs have none).
+  charge). NaN unless every atom has a charge (the CoRE MOF package's CIFs have none);
+- the same five charged ones named with ``_6144_points`` at the end: from 6,144 points
+  (``EnergySettings.fine_points``) whose first 2,048 are the sample above, so one sample gives
+  both and the 2,048-point names keep their numbers. A few strongly bound points carry the
+  charged Henry coefficient: at 2,048 points its sampling error is ~0.46 in log10 K_H on
+  real charged CoRE MOFs, at 6,144 ~0.24 (``bench/fine_sample.py``), for ~2.3 times the cost.
 
 Positions where a site overlaps an atom (Lennard-Jones energy above ``cap_k``, 10⁴ K, a
 Boltzmann factor of e⁻³³) count at ``cap_k``, charged or not: a structure with no room for CO2
@@ -86,12 +91,21 @@ CHARGED_DESCRIPTORS: tuple[str, ...] = (
     "co2_lj_coulomb_min_energy_kj_mol",
     *(f"co2_lj_coulomb_pore_filling_{p}_mol_kg" for p in PORE_FILLING_PRESSURES_BAR),
 )
-ENERGY_DESCRIPTORS: tuple[str, ...] = LJ_DESCRIPTORS + CHARGED_DESCRIPTORS
+# The charged ones again from a sample three times larger (EnergySettings.fine_points), whose
+# first ``points`` positions are the sample above: at 2,048 points the charged Henry
+# coefficient is noise-limited (a few strongly bound points carry it), so they cost one larger
+# sample and the names above still get their numbers from its first 2,048 points.
+FINE_SUFFIX = "_6144_points"
+FINE_CHARGED_DESCRIPTORS: tuple[str, ...] = tuple(n + FINE_SUFFIX for n in CHARGED_DESCRIPTORS)
+ENERGY_DESCRIPTORS: tuple[str, ...] = (
+    LJ_DESCRIPTORS + CHARGED_DESCRIPTORS + FINE_CHARGED_DESCRIPTORS
+)
 
 
 def charged_globals(global_features: Sequence[str]) -> list[int]:
     """Positions of the descriptors made from partial charges among ``global_features``."""
-    return [i for i, name in enumerate(global_features) if name in CHARGED_DESCRIPTORS]
+    charged = frozenset(CHARGED_DESCRIPTORS + FINE_CHARGED_DESCRIPTORS)
+    return [i for i, name in enumerate(global_features) if name in charged]
 
 
 GAS_CONSTANT = 8.314462618  # J mol⁻¹ K⁻¹
@@ -109,6 +123,9 @@ class EnergySettings:
     """The sample and the physics of the energy descriptors (the labels' 298 K, 12 Å)."""
 
     points: int = 2048  # positions (each with one orientation) per cell
+    # the ``…_6144_points`` descriptors' sample: these many positions, the first ``points`` of
+    # them the sample above (the R3 and R2 sequences extend), in the bins of ``points``
+    fine_points: int = 6144
     temperature_k: float = 298.0
     cutoff: float = ff.DEFAULT_CUTOFF
     cap_k: float = 1.0e4  # energies above this count as this (a site inside an atom)
@@ -266,11 +283,15 @@ def cell_frame(cell: np.ndarray) -> np.ndarray:
     return frame
 
 
-def sample(cell: np.ndarray, settings: EnergySettings) -> tuple[np.ndarray, np.ndarray]:
+def sample(
+    cell: np.ndarray, settings: EnergySettings, count: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The insertion positions (Cartesian, Å) and orientations (unit axes) in ``cell``: fixed
-    in the cell's fractional coordinates and its own frame (:func:`cell_frame`)."""
-    points = _quasi_random_fractions(settings.points) @ cell
-    return points, _orientations(settings.points) @ cell_frame(cell)
+    in the cell's fractional coordinates and its own frame (:func:`cell_frame`). ``count``
+    (default ``settings.points``) of them; a longer sample starts with a shorter one."""
+    count = settings.points if count is None else count
+    points = _quasi_random_fractions(count) @ cell
+    return points, _orientations(count) @ cell_frame(cell)
 
 
 def co2_energies(
@@ -279,15 +300,17 @@ def co2_energies(
     cell: np.ndarray,
     settings: EnergySettings = DEFAULT_ENERGY,
     charges: np.ndarray | None = None,
+    count: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """TraPPE CO2's (Lennard-Jones, Coulomb) energies (K) at each sample position of the
-    cell, Coulomb only with the atoms' ``charges`` (else None); see
-    :func:`insertion_energies_numpy`. Compiled where the kernel can be built, numpy
-    otherwise."""
+    """TraPPE CO2's (Lennard-Jones, Coulomb) energies (K) at each of the first ``count``
+    (default ``settings.points``) sample positions of the cell (:func:`sample`), Coulomb only
+    with the atoms' ``charges`` (else None); see :func:`insertion_energies_numpy`. Compiled
+    where the kernel can be built, numpy otherwise. The bins are those of ``settings.points``
+    whatever ``count``, so the first ``settings.points`` energies are the same numbers."""
     offsets, site_eps, site_sigma, site_charges = co2_sites()
     types, params = pair_parameters(numbers, site_eps, site_sigma, settings.cutoff)
     atom_cart = (frac - np.floor(frac)) @ cell
-    points, axes = sample(cell, settings)
+    points, axes = sample(cell, settings, count)
     charged = {} if charges is None else {"charges": np.asarray(charges, np.float64),
                                           "site_charges": site_charges}  # fmt: skip
     library = energy_native.kernel()
@@ -399,8 +422,16 @@ def energy_descriptors(
     ones need every atom's partial charge (``charges``, e): NaN where any is missing."""
     usable = charges is not None and len(charges) == len(numbers)
     usable = usable and bool(np.isfinite(np.asarray(charges, np.float64)).all())
-    with_coulomb = usable and bool(wanted & frozenset(CHARGED_DESCRIPTORS))
+    fine = frozenset(n.removesuffix(FINE_SUFFIX) for n in wanted & frozenset(FINE_CHARGED_DESCRIPTORS))  # fmt: skip
+    with_coulomb = usable and bool((wanted | fine) & frozenset(CHARGED_DESCRIPTORS))
+    if fine and settings.fine_points < settings.points:
+        raise ValueError(f"fine_points ({settings.fine_points}) below points ({settings.points})")  # fmt: skip
     lj, coulomb = co2_energies(numbers, frac, cell, settings,
-                               charges if with_coulomb else None)  # fmt: skip
-    values = summarize(lj, coulomb, settings, density, wanted)
+                               charges if with_coulomb else None,
+                               settings.fine_points if fine else settings.points)  # fmt: skip
+    n = settings.points
+    values = summarize(lj[:n], None if coulomb is None else coulomb[:n], settings, density, wanted)
+    if fine:
+        fine_values = summarize(lj, coulomb, settings, density, fine)
+        values.update({name + FINE_SUFFIX: fine_values[name] for name in fine})
     return {name: values[name] for name in wanted}

@@ -1,0 +1,76 @@
+"""The charged force-field descriptors from 6,144 sample points (``…_6144_points``,
+``mofsieve.descriptors.energy_grid``) next to the 2,048-point ones: sampling error, cost per
+CIF and gain for boosted trees on validation.
+
+    .venv/bin/python bench/fine_sample.py --graphs SHARDS/ [--n 300] [--repeats 3]
+
+``SHARDS/`` must hold the 28 global features of the shipped models and the 5
+``…_6144_points`` ones (models/README.md has the command).
+
+Sampling error: on the first ``--errors`` shared CIFs with a charge on every atom, the three
+charged landscape descriptors (log10 K_H, Boltzmann and lowest energy) from 2,048 and from
+6,144 points against the same from 49,152 points: the mean absolute errors and their ratio.
+
+Cost and gain: the 28 global features against the 28 + the 5, as ``bench/_descriptor_sets.py``
+measures them (one sample of 6,144 points gives both the 2,048- and the 6,144-point numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+import numpy as np
+from _descriptor_sets import SHARED, cost, gain, parsed_cifs
+
+from mofsieve.descriptors import FAST_DESCRIPTORS, compute_descriptors
+from mofsieve.descriptors.energy_grid import (
+    CHARGED_DESCRIPTORS,
+    DEFAULT_ENERGY,
+    FINE_CHARGED_DESCRIPTORS,
+    FINE_SUFFIX,
+    LJ_DESCRIPTORS,
+)
+
+SHIPPED = (*FAST_DESCRIPTORS, *LJ_DESCRIPTORS, *CHARGED_DESCRIPTORS)  # the 28
+SETS = {"28 (shipped)": SHIPPED, "33 (+ the 5)": (*SHIPPED, *FINE_CHARGED_DESCRIPTORS)}
+REFERENCE_POINTS = 49152
+
+
+def sampling_error(n: int) -> None:
+    names = list(CHARGED_DESCRIPTORS[:3])
+    reference = replace(DEFAULT_ENERGY, points=REFERENCE_POINTS)
+    charged = [c for c in parsed_cifs(4 * n) if np.isfinite(c.charge).all()][:n]
+    errors = []
+    for c in charged:
+        args = (c.atomic_number, c.frac_coords, c.lattice)
+        want = compute_descriptors(names, *args, charges=c.charge, energy_settings=reference)
+        got = compute_descriptors([*names, *(m + FINE_SUFFIX for m in names)], *args,
+                                  charges=c.charge)  # fmt: skip
+        errors.append(np.abs(got.reshape(2, -1) - want))
+    mean = np.mean(errors, axis=0)
+    print(f"sampling error against {REFERENCE_POINTS} points, {len(charged)} charged CIFs (mean |error|):")  # fmt: skip
+    for j, name in enumerate(names):
+        print(f"  {name:<40} 2,048 points {mean[0, j]:.3f}, 6,144 points {mean[1, j]:.3f}; ratio {mean[1, j] / mean[0, j]:.3f}")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--graphs", required=True, help="shards with the 33 global features")
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--errors", type=int, default=40)
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        print(f"needs {SHARED} (the CoRE MOF CIFs and labels); skipped", file=sys.stderr)
+        return 2
+    sampling_error(args.errors)
+    print(f"cost, first {args.n} CIFs, {args.repeats} repeats, one thread:")
+    cost(SETS, args.n, args.repeats)
+    gain(SETS, args.graphs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
