@@ -3,8 +3,8 @@ what they add to a CIF's featurization and what they give boosted trees on valid
 
     .venv/bin/python bench/pore_filling.py --graphs SHARDS/ [--n 300] [--repeats 3]
 
-``SHARDS/`` must hold every global feature of the shipped models (featurized as
-models/README.md says, with the 28 descriptors).
+``SHARDS/`` must hold the 28 global features of 0.15 bar v4 and 16 bar v6 (featurized as
+models/README.md says for those versions).
 
 The 22 global features of the earlier models (12 cell and pore + 10 force-field) against the
 same with the 6 new ones added: cost per CIF and gain for trees on validation, as
