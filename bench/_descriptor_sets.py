@@ -16,10 +16,12 @@ MAE / Spearman / top-10 % recall.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import statistics
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +109,30 @@ def gain(sets: Mapping[str, Sequence[str]], graphs: str) -> None:
             maes.append(val["mae"])
             print(f"  {name:<14} {rounds} rounds, CV MAE on training {cv_mae:.4f}; validation {format_metrics(val)}")  # fmt: skip
         print(f"  validation MAE ratio {second} / {first}: {maes[1] / maes[0]:.3f}")
+
+
+def arguments(description: str, graphs_help: str) -> argparse.ArgumentParser:
+    """The command line both benches share: ``--graphs``, ``--n``, ``--repeats``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--graphs", required=True, help=graphs_help)
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3)
+    return parser
+
+
+def run(
+    sets: Mapping[str, Sequence[str]],
+    args: argparse.Namespace,
+    before: Callable[[argparse.Namespace], None] | None = None,
+) -> int:
+    """``before`` (a bench's own measurement), then :func:`cost` and :func:`gain`; 2 without
+    the shared data."""
+    if not SHARED.is_dir():
+        print(f"needs {SHARED} (the CoRE MOF CIFs and labels); skipped", file=sys.stderr)
+        return 2
+    if before is not None:
+        before(args)
+    print(f"cost, first {args.n} CIFs, {args.repeats} repeats, one thread:")
+    cost(sets, args.n, args.repeats)
+    gain(sets, args.graphs)
+    return 0

@@ -18,13 +18,12 @@ measures them (one sample of 6,144 points gives both the 2,048- and the 6,144-po
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from dataclasses import replace
 
 import numpy as np
-from _descriptor_sets import SHARED, cost, gain
+from _descriptor_sets import SHARED, arguments, run
 
 from mofsieve.descriptors import FAST_DESCRIPTORS, compute_descriptors
 from mofsieve.descriptors.energy_grid import (
@@ -73,20 +72,9 @@ def sampling_error(n: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--graphs", required=True, help="shards with the 33 global features")
-    parser.add_argument("--n", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = arguments(__doc__.splitlines()[0], "shards with the 33 global features")
     parser.add_argument("--errors", type=int, default=40)
-    args = parser.parse_args()
-    if not SHARED.is_dir():
-        print(f"needs {SHARED} (the CoRE MOF CIFs and labels); skipped", file=sys.stderr)
-        return 2
-    sampling_error(args.errors)
-    print(f"cost, first {args.n} CIFs, {args.repeats} repeats, one thread:")
-    cost(SETS, args.n, args.repeats)
-    gain(SETS, args.graphs)
-    return 0
+    return run(SETS, parser.parse_args(), before=lambda args: sampling_error(args.errors))
 
 
 if __name__ == "__main__":

@@ -13,10 +13,9 @@ same with the 6 new ones added: cost per CIF and gain for trees on validation, a
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from _descriptor_sets import SHARED, cost, gain
+from _descriptor_sets import arguments, run
 
 from mofsieve.descriptors import FAST_DESCRIPTORS
 from mofsieve.descriptors.energy_grid import CHARGED_DESCRIPTORS, LJ_DESCRIPTORS
@@ -38,18 +37,8 @@ SETS = {"22 (earlier)": EARLIER, "28 (+ the 6)": (*EARLIER, *NEW)}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--graphs", required=True, help="shards with the 28 global features")
-    parser.add_argument("--n", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    if not SHARED.is_dir():
-        print(f"needs {SHARED} (the CoRE MOF CIFs and labels); skipped", file=sys.stderr)
-        return 2
-    print(f"cost, first {args.n} CIFs, {args.repeats} repeats, one thread:")
-    cost(SETS, args.n, args.repeats)
-    gain(SETS, args.graphs)
-    return 0
+    parser = arguments(__doc__.splitlines()[0], "shards with the 28 global features")
+    return run(SETS, parser.parse_args())
 
 
 if __name__ == "__main__":
