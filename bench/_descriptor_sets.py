@@ -23,12 +23,13 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mofsieve.booster import DEFAULT_PARAMS, ELEMENTS, fit_trees, graph_features, mean_of_trees
 from mofsieve.descriptors import compute_descriptors
-from mofsieve.manifest import iter_archive
+from mofsieve.manifest import iter_archive, mof_id_of
 from mofsieve.metrics import format_metrics, regression_metrics
 from mofsieve.store import ShardReader, shard_paths
 from mofsieve.structures import StructureError, parse_cif
@@ -41,14 +42,16 @@ MODELS = {
 }
 
 
-def parsed_cifs(n: int) -> list:
-    """The first ``n`` shared CIFs that parse."""
+def parsed_cifs(n: int, keep: Callable[[str, Any], bool] | None = None) -> list:
+    """The first ``n`` shared CIFs that parse (and that ``keep(mof_id, crystal)`` keeps)."""
     crystals = []
-    for _, data in iter_archive(SHARED / "cifs.tar.xz"):
+    for member, data in iter_archive(SHARED / "cifs.tar.xz"):
         try:
-            crystals.append(parse_cif(data))
+            crystal = parse_cif(data)
         except StructureError:
             continue
+        if keep is None or keep(mof_id_of(member), crystal):
+            crystals.append(crystal)
         if len(crystals) == n:
             break
     return crystals

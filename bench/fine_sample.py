@@ -23,7 +23,7 @@ import sys
 from dataclasses import replace
 
 import numpy as np
-from _descriptor_sets import SHARED, arguments, run
+from _descriptor_sets import SHARED, arguments, parsed_cifs, run
 
 from mofsieve.descriptors import FAST_DESCRIPTORS, compute_descriptors
 from mofsieve.descriptors.energy_grid import (
@@ -33,8 +33,6 @@ from mofsieve.descriptors.energy_grid import (
     FINE_SUFFIX,
     LJ_DESCRIPTORS,
 )
-from mofsieve.manifest import iter_archive, mof_id_of
-from mofsieve.structures import StructureError, parse_cif
 
 SHIPPED = (*FAST_DESCRIPTORS, *LJ_DESCRIPTORS, *CHARGED_DESCRIPTORS)  # the 28
 SETS = {"28 (shipped)": SHIPPED, "33 (+ the 5)": (*SHIPPED, *FINE_CHARGED_DESCRIPTORS)}
@@ -46,18 +44,7 @@ def sampling_error(n: int) -> None:
     reference = replace(DEFAULT_ENERGY, points=REFERENCE_POINTS)
     with open(SHARED / "labels.csv", newline="") as fh:
         labelled = {r["mof_id"] for r in csv.DictReader(fh) if r["co2_uptake_mol_per_kg_298K_0.15bar"]}  # fmt: skip
-    charged = []
-    for member, data in iter_archive(SHARED / "cifs.tar.xz"):
-        if mof_id_of(member) not in labelled:
-            continue
-        try:
-            crystal = parse_cif(data)
-        except StructureError:
-            continue
-        if np.isfinite(crystal.charge).all():
-            charged.append(crystal)
-        if len(charged) == n:
-            break
+    charged = parsed_cifs(n, lambda mof, crystal: mof in labelled and np.isfinite(crystal.charge).all())  # fmt: skip
     errors = []
     for c in charged:
         args = (c.atomic_number, c.frac_coords, c.lattice)

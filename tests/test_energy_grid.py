@@ -305,10 +305,10 @@ def test_charged_descriptors_are_nan_without_every_charge_and_the_rest_unchanged
     assert all(math.isfinite(v) for v in full.values())
     some_missing = charges.copy()
     some_missing[3] = np.nan
+    charged = [ENERGY_DESCRIPTORS[i] for i in energy_grid.charged_globals(ENERGY_DESCRIPTORS)]
     for missing in (None, some_missing):
         values = _named(compute_descriptors(ENERGY_DESCRIPTORS, numbers, frac, cell,
                                             charges=missing))  # fmt: skip
-        charged = [ENERGY_DESCRIPTORS[i] for i in energy_grid.charged_globals(ENERGY_DESCRIPTORS)]
         for name in ENERGY_DESCRIPTORS:
             if name in charged:
                 assert math.isnan(values[name]), name

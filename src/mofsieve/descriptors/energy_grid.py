@@ -91,11 +91,9 @@ CHARGED_DESCRIPTORS: tuple[str, ...] = (
     "co2_lj_coulomb_min_energy_kj_mol",
     *(f"co2_lj_coulomb_pore_filling_{p}_mol_kg" for p in PORE_FILLING_PRESSURES_BAR),
 )
-# The charged ones again from a sample three times larger (EnergySettings.fine_points), whose
-# first ``points`` positions are the sample above: at 2,048 points the charged Henry
-# coefficient is noise-limited (a few strongly bound points carry it), so they cost one larger
-# sample and the names above still get their numbers from its first 2,048 points.
-FINE_SUFFIX = "_6144_points"
+# The charged ones again from a larger sample (see the module docstring); the name says its size.
+FINE_POINTS = 6144
+FINE_SUFFIX = f"_{FINE_POINTS}_points"
 FINE_CHARGED_DESCRIPTORS: tuple[str, ...] = tuple(n + FINE_SUFFIX for n in CHARGED_DESCRIPTORS)
 ENERGY_DESCRIPTORS: tuple[str, ...] = (
     LJ_DESCRIPTORS + CHARGED_DESCRIPTORS + FINE_CHARGED_DESCRIPTORS
@@ -125,7 +123,7 @@ class EnergySettings:
     points: int = 2048  # positions (each with one orientation) per cell
     # the ``…_6144_points`` descriptors' sample: these many positions, the first ``points`` of
     # them the sample above (the R3 and R2 sequences extend), in the bins of ``points``
-    fine_points: int = 6144
+    fine_points: int = FINE_POINTS
     temperature_k: float = 298.0
     cutoff: float = ff.DEFAULT_CUTOFF
     cap_k: float = 1.0e4  # energies above this count as this (a site inside an atom)
